@@ -1,0 +1,59 @@
+# Two commands matter: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/jars/.io.delta_delta-spark_4.1_2.13_4.4.0
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export PYTHONPATH := $(CURDIR)
+
+LANDING ?= data/landing
+WAREHOUSE ?= data/warehouse
+DEMO_DAYS ?= 3
+DEMO_START ?= 2025-03-01
+DEMO_IMPRESSIONS ?= 200000
+SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
+
+.PHONY: help install jars test demo backfill bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned packages
+
+$(JARS_STAMP): $(STAMP) conf/base.yaml
+	$(PY) jobs/fetch_jars.py
+
+jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cache/jars
+
+test: $(STAMP) $(JARS_STAMP)  ## run the test suite
+	$(PY) -m pytest
+
+demo: $(STAMP) $(JARS_STAMP)  ## generate sample logs and run the nightly pipeline on them
+	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
+	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
+	$(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | while read d; do \
+	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
+	done
+	$(PY) jobs/show.py --landing $(LANDING) --warehouse $(WAREHOUSE)
+
+backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [LANDING=...] [WAREHOUSE=...]
+	@dates=$$($(PY) jobs/dates.py --date "$(DATE)" --start "$(START)" --end "$(END)") || exit 2; \
+	for d in $$dates; do \
+	    echo "== nightly $$d"; \
+	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
+	done
+
+bench: $(STAMP) $(JARS_STAMP)  ## measure throughput at 1M and 10M impressions (slow; see bench/README.md)
+	$(PY) bench/run.py
+
+clean:  ## remove generated data (keeps .venv and the JAR cache)
+	rm -rf data spark-warehouse metastore_db derby.log

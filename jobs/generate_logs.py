@@ -1,0 +1,190 @@
+"""Generate realistic ad logs into the landing layout of shared/CONTRACT.md.
+
+    spark-submit jobs/generate_logs.py --landing data/landing --overwrite \
+        [--start 2025-03-01] [--days 3] [--impressions-per-day 200000] [--seed 7]
+
+Seeded and deterministic (the same arguments give byte-identical files), built
+with Spark so it scales out. Beside the logs it writes, under <landing>/_truth/:
+manifest (Delta: every line's expected fate), ground_truth (Delta: each clean
+impression's true click probability) and expected_counts.json (the run-report
+counts each arrival date must produce).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.cli import UsageError, base_parser, parse_date, run_main  # noqa: E402
+from jobs.layout import Landing  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig, CleanConfig, GeneratorConfig  # noqa: E402
+from pipelines.generator.dims import USER_AGENTS  # noqa: E402
+from pipelines.generator.world import expected_counts, generate  # noqa: E402
+
+log = logging.getLogger("ctr.generate")
+STREAM_DIRS = ("impressions", "clicks", "conversions", "dims", "_truth")
+
+
+def check_natural_agents(clean: CleanConfig) -> None:
+    """Natural traffic must not match a configured bot pattern, or expected counts would lie."""
+    for device, agent in USER_AGENTS.items():
+        hits = [p for p in clean.bot_patterns if p in agent.lower()]
+        if hits:
+            raise UsageError(f"bot pattern {hits[0]!r} matches the generator's {device} user agent; "
+                             "the generator cannot promise exact expected counts with this list")
+
+
+def _move_outputs(spark: SparkSession, tmp: str, dest_for: callable) -> int:  # noqa: ANN001
+    """Rename Spark's part files to the contract's names; returns how many were moved."""
+    jvm = spark.sparkContext._jvm
+    fs, root = storage._fs_path(spark, tmp)
+    # On the local file system, move through the raw file system so Hadoop's
+    # .crc side files stay behind and are deleted with the temp folder.
+    fs = fs.getRawFileSystem() if hasattr(fs, "getRawFileSystem") else fs
+    it = fs.listFiles(root, True)
+    files = []
+    while it.hasNext():
+        files.append(it.next().getPath().toString())
+    moved = 0
+    for src in sorted(files):
+        name = src.rsplit("/", 1)[1]
+        if not name.startswith("part-"):
+            continue
+        dest = dest_for(src)
+        if dest is None:
+            continue
+        fs.mkdirs(jvm.org.apache.hadoop.fs.Path(dest.rsplit("/", 1)[0]))
+        if not fs.rename(jvm.org.apache.hadoop.fs.Path(src), jvm.org.apache.hadoop.fs.Path(dest)):
+            raise OSError(f"could not move {src} to {dest}")
+        moved += 1
+    storage.delete(spark, tmp)
+    return moved
+
+
+def write_events(spark: SparkSession, lines: DataFrame, landing: str, cfg: GeneratorConfig) -> int:
+    tmp = f"{landing}/_tmp_generate_events"
+    bucket = F.pmod(F.xxhash64("gen_key"), F.lit(cfg.files_per_hour))
+    out = lines.select("stream", F.date_format("dt", "yyyy-MM-dd").alias("dt"),
+                       F.lpad(F.col("hour").cast("string"), 2, "0").alias("hour"),
+                       bucket.alias("bucket"), "line", "gen_key")
+    total = 0
+    for gz in (True, False):
+        streams = [s for s in ("impressions", "clicks", "conversions") if (s in cfg.gzip_streams) == gz]
+        if not streams:
+            continue
+        part = out.where(F.col("stream").isin(streams))
+        (part.repartition("stream", "dt", "hour", "bucket")
+         .sortWithinPartitions("stream", "dt", "hour", "bucket", "gen_key")
+         .select("stream", "dt", "hour", "bucket", "line")
+         .write.mode("overwrite").option("compression", "gzip" if gz else "none")
+         .partitionBy("stream", "dt", "hour", "bucket").text(f"{tmp}/{int(gz)}"))
+    pattern = re.compile(r"stream=(\w+)/dt=([\d-]+)/hour=(\d+)/bucket=(\d+)/part-[^/]*?(\.gz)?$")
+
+    def dest(src: str) -> str | None:
+        m = pattern.search(src)
+        if not m:
+            return None
+        stream, dt, hour, b, gz = m.groups()
+        return f"{landing}/{stream}/dt={dt}/hour={hour}/part-{int(b):05d}.jsonl{gz or ''}"
+
+    total += _move_outputs(spark, tmp, dest)
+    return total
+
+
+def write_dims(spark: SparkSession, dim_lines: DataFrame, landing: str, cfg: GeneratorConfig) -> int:
+    tmp = f"{landing}/_tmp_generate_dims"
+    gz = "dims" in cfg.gzip_streams
+    (dim_lines.select("stream", F.date_format("dt", "yyyy-MM-dd").alias("dt"), "line")
+     .repartition("stream", "dt").sortWithinPartitions("stream", "dt", "line")
+     .write.mode("overwrite").option("compression", "gzip" if gz else "none")
+     .partitionBy("stream", "dt").text(tmp))
+    pattern = re.compile(r"stream=(\w+)/dt=([\d-]+)/part-[^/]*?(\.gz)?$")
+
+    def dest(src: str) -> str | None:
+        m = pattern.search(src)
+        return f"{landing}/dims/{m.group(1)}/dt={m.group(2)}/part-00000.jsonl{m.group(3) or ''}" if m else None
+
+    return _move_outputs(spark, tmp, dest)
+
+
+def run_generate(spark: SparkSession, cfg: AppConfig, overwrite: bool) -> dict:
+    gen, landing = cfg.generator, cfg.paths.landing
+    check_natural_agents(cfg.clean)
+    existing = [d for d in STREAM_DIRS if storage.exists(spark, f"{landing}/{d}")]
+    if existing and not overwrite:
+        raise UsageError(f"{landing} already holds {', '.join(existing)}; pass --overwrite to replace it")
+    for d in existing:
+        storage.delete(spark, f"{landing}/{d}")
+    started = time.monotonic()
+    log.info("generating %d day(s) from %s, ~%d impressions/day, seed %d", gen.days, gen.start_date,
+             gen.impressions_per_day, gen.seed)
+    out = generate(spark, gen, cfg.clean)
+    worst = out.user_day_load.agg(F.max("impressions").alias("i"), F.max("clicks").alias("c")).first()
+    if (worst["i"] or 0) > cfg.clean.max_impressions_per_user_day or (worst["c"] or 0) > cfg.clean.max_clicks_per_user_day:
+        raise RuntimeError(f"a natural user reached {worst['i']} impressions / {worst['c']} clicks in a day, over "
+                           "the behavioural-bot limits; lower generator.max_user_impressions_per_day or base_ctr")
+    files = write_events(spark, out.lines, landing, gen) + write_dims(spark, out.dim_lines, landing, gen)
+    truth = Landing(landing).truth
+    out.manifest.write.format("delta").mode("overwrite").partitionBy("dt").save(f"{truth}/manifest")
+    out.truth.write.format("delta").mode("overwrite").partitionBy("dt").save(f"{truth}/ground_truth")
+    expected = expected_counts(storage.read_delta(spark, f"{truth}/manifest"))
+    storage.write_json(spark, f"{truth}/expected_counts.json", expected)
+    storage.write_json(spark, f"{truth}/generator_config.json",
+                       json.loads(json.dumps(dataclasses.asdict(gen), default=str)))
+    log.info("wrote %d files in %.1fs; busiest natural user-day: %s impressions, %s clicks", files,
+             time.monotonic() - started, worst["i"], worst["c"])
+    for day, counts in expected.items():
+        log.info("  %s: %d impressions, %d clicks landed (%d valid impressions, %d attributed clicks)", day,
+                 counts["impressions_raw"], counts["clicks_raw"], counts["impressions_valid"],
+                 counts["clicks_attributed"])
+    return expected
+
+
+def _bounded(lo: int, hi: int):  # noqa: ANN202
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not between {lo} and {hi}")
+        return value
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0], needs_date=False)
+    parser.add_argument("--start", type=parse_date, help="first event day (default: generator.start_date)")
+    parser.add_argument("--days", type=_bounded(1, 366), help="number of days (default: generator.days)")
+    parser.add_argument("--impressions-per-day", type=_bounded(1000, 10**10),
+                        help="clean impressions per day, approximately")
+    parser.add_argument("--seed", type=_bounded(0, 2**31 - 1), help="random seed (default: generator.seed)")
+    parser.add_argument("--overwrite", action="store_true", help="replace logs already in the landing folder")
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        changes = {k: v for k, v in (("start_date", args.start), ("days", args.days),
+                                     ("impressions_per_day", args.impressions_per_day), ("seed", args.seed))
+                   if v is not None}
+        cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, **changes))
+        spark = get_spark(cfg.spark, args.master)
+        run_generate(spark, cfg, args.overwrite)
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Ingest one arrival date: landing JSON lines -> bronze Delta tables + quarantine.
+
+    spark-submit jobs/ingest.py --date 2025-03-01 [--landing URI] [--warehouse URI]
+
+Every line of dt=<date> lands in exactly one place: its bronze table (well-formed)
+or bronze/quarantine (malformed, with the raw line, source file and a reason).
+Re-running a date replaces that date. Bronze older than the retention limit is
+deleted, then vacuumed.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark import StorageLevel  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from delta.tables import DeltaTable  # noqa: E402
+from jobs import storage  # noqa: E402
+from jobs.cli import base_parser, run_main  # noqa: E402
+from jobs.layout import Landing, Warehouse  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig, IngestConfig  # noqa: E402
+from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows  # noqa: E402
+from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS, StreamSpec  # noqa: E402
+
+log = logging.getLogger("ctr.ingest")
+
+
+def read_lines(spark: SparkSession, pattern: str, day: date) -> DataFrame | None:
+    """The raw lines under a glob, with source file and arrival hour; None if no file matches."""
+    files = storage.glob(spark, pattern)
+    if not files:
+        return None
+    raw = spark.read.text(files)
+    path = F.col("_metadata.file_path")
+    return raw.select(
+        "value",
+        path.alias("source_file"),
+        F.lit(day).alias("dt"),
+        F.regexp_extract(path, r"/hour=(\d{1,2})/", 1).try_cast("int").alias("hour"),
+    )
+
+
+def ingest_stream(spark: SparkSession, spec: StreamSpec, lines: DataFrame | None, table: str,
+                  cfg: IngestConfig, day: date, ingested_at) -> tuple[DataFrame, dict[str, int]]:  # noqa: ANN001
+    """Write one stream's bronze partition; return its quarantine rows and counts."""
+    if lines is None:
+        log.warning("%s: no files for dt=%s", spec.name, day)
+        lines = spark.createDataFrame([], "value string, source_file string, dt date, hour int")
+    classified = classify_lines(lines, spec, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    storage.write_partition(bronze_rows(classified, spec, ingested_at), table, day)
+    quarantined = quarantine_rows(classified, spec, ingested_at)
+    by_reason = {r["reason"] or "ok": r["n"] for r in
+                 classified.groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+    return quarantined, by_reason
+
+
+def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg: IngestConfig, day: date) -> int:
+    """Delete bronze (and quarantine, which holds raw lines) older than the limit, then vacuum."""
+    cutoff = day - timedelta(days=cfg.bronze_retention_days)
+    deleted = 0
+    for uri in [wh.bronze(n) for n in names] + [wh.quarantine]:
+        if not storage.is_delta(spark, uri):
+            continue
+        table = DeltaTable.forPath(spark, uri)
+        stale = table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count()
+        if stale:
+            table.delete(F.col("dt") < F.lit(cutoff))
+            # VACUUM lists the whole table, so it runs only on nights that deleted
+            # something; it is what removes the expired rows' files physically.
+            table.vacuum(cfg.vacuum_retain_hours)
+            deleted += 1
+    if deleted:
+        log.info("retention: deleted partitions before %s from %d bronze tables", cutoff, deleted)
+    return deleted
+
+
+def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> dict[str, dict[str, int]]:
+    """Ingest every stream of one arrival date; returns line counts per stream and reason."""
+    landing, wh = Landing(cfg.paths.landing), Warehouse(cfg.paths.warehouse)
+    ingested_at = F.current_timestamp()
+    counts: dict[str, dict[str, int]] = {}
+    quarantined: list[DataFrame] = []
+    started = time.monotonic()
+    for spec in EVENT_STREAMS + DIM_STREAMS:
+        pattern = (landing.event_glob(spec.name, day) if spec in EVENT_STREAMS
+                   else landing.dim_glob(spec.name, day))
+        lines = read_lines(spark, pattern, day)
+        q, counts[spec.name] = ingest_stream(spark, spec, lines, wh.bronze(spec.name), cfg.ingest, day,
+                                             ingested_at)
+        quarantined.append(q)
+        total = sum(counts[spec.name].values())
+        bad = total - counts[spec.name].get("ok", 0)
+        log.info("ingest %-11s %10d lines, %8d quarantined %s", spec.name, total, bad,
+                 {k: v for k, v in counts[spec.name].items() if k != "ok"} or "")
+    union = quarantined[0]
+    for q in quarantined[1:]:
+        union = union.unionByName(q)
+    storage.write_partition(union, wh.quarantine, day)
+    spark.catalog.clearCache()
+    enforce_retention(spark, wh, [s.name for s in EVENT_STREAMS + DIM_STREAMS], cfg.ingest, day)
+    log.info("ingest dt=%s done in %.1fs", day, time.monotonic() - started)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0])
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        run_ingest(spark, cfg, args.date)
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Storage I/O for jobs: Delta partitions, small text files, globbing.
+
+Goes through Hadoop's FileSystem API, so a local path, hdfs://, s3a://, gs://
+or abfss:// URI all work the same, given the cluster's connectors.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from delta.tables import DeltaTable
+
+
+def _fs_path(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, path
+
+
+def glob(spark: SparkSession, pattern: str) -> list[str]:
+    fs, path = _fs_path(spark, pattern)
+    statuses = fs.globStatus(path)
+    return sorted(str(s.getPath().toString()) for s in statuses) if statuses else []
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    fs, path = _fs_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small text file atomically enough for reports: temp file, then rename."""
+    fs, path = _fs_path(spark, uri)
+    jvm = spark.sparkContext._jvm
+    tmp = jvm.org.apache.hadoop.fs.Path(uri + ".tmp")
+    out = fs.create(tmp, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+    if fs.exists(path):
+        fs.delete(path, False)
+    fs.rename(tmp, path)
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    fs, path = _fs_path(spark, uri)
+    stream = fs.open(path)
+    try:
+        jvm = spark.sparkContext._jvm
+        data = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+    finally:
+        stream.close()
+    return bytes(data).decode("utf-8")
+
+
+def write_json(spark: SparkSession, uri: str, payload: dict[str, Any]) -> None:
+    write_text(spark, uri, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def rename(spark: SparkSession, src: str, dst: str) -> None:
+    fs, src_path = _fs_path(spark, src)
+    _, dst_path = _fs_path(spark, dst)
+    if not fs.rename(src_path, dst_path):
+        raise OSError(f"could not rename {src} to {dst}")
+
+
+def delete(spark: SparkSession, uri: str) -> None:
+    fs, path = _fs_path(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
+def is_delta(spark: SparkSession, uri: str) -> bool:
+    return exists(spark, uri) and DeltaTable.isDeltaTable(spark, uri)
+
+
+def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt") -> None:
+    """Replace exactly one date partition of a Delta table (created if absent).
+
+    replaceWhere makes the write idempotent: a re-run replaces the day's rows in
+    one atomic commit instead of appending them a second time.
+    """
+    (df.write.format("delta")
+     .mode("overwrite")
+     .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'")
+     .partitionBy(column)
+     .save(uri))
+
+
+def read_delta(spark: SparkSession, uri: str) -> DataFrame:
+    return spark.read.format("delta").load(uri)
