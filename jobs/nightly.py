@@ -1,0 +1,75 @@
+"""The nightly job: every stage built so far, for one arrival date, in order.
+
+    spark-submit jobs/nightly.py --date YYYY-MM-DD --landing URI --warehouse URI
+
+Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
+bots, attribution with late data and orphan retries, viewability, closing the
+day whose labels matured). Writes the run report to
+<warehouse>/reports/dt=<date>/run_report.json and a readable summary.md beside
+it. Re-running a date replaces that date's partitions: the result is the same
+as running it once.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs import storage  # noqa: E402
+from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
+from jobs.ingest import run_ingest  # noqa: E402
+from jobs.layout import Warehouse  # noqa: E402
+from jobs.silver import run_silver  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig  # noqa: E402
+from pipelines.report import funnel_lines  # noqa: E402
+
+log = logging.getLogger("ctr.nightly")
+
+
+def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
+    lines = [f"# Nightly run {report['date']}", "",
+             "Balanced: **yes**" if report["balanced"] else "Balanced: **NO** - " + "; ".join(report["balance_errors"]),
+             "", "## Funnel", "", "```", *funnel_lines(report), "```", "", "## Stage times", "",
+             "| stage | seconds |", "|---|---:|", *[f"| {k} | {v:.1f} |" for k, v in stage_seconds.items()], ""]
+    return "\n".join(lines)
+
+
+def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
+    wh = Warehouse(cfg.paths.warehouse)
+    times: dict[str, float] = {}
+    t0 = time.monotonic()
+    log.info("[1/2] ingest dt=%s", day)
+    lines = run_ingest(spark, cfg, day)
+    times["ingest"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    log.info("[2/2] silver dt=%s", day)
+    lines_read = {stream: sum(counts.values()) for stream, counts in lines.items()}
+    report = run_silver(spark, cfg, day, lines_read)
+    times["silver"] = time.monotonic() - t1
+    report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {
+        s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
+    report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
+    storage.write_json(spark, wh.report(day), report)
+    storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
+    log.info("report: %s", wh.report(day))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0])
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        report = run_nightly(spark, cfg, args.date)
+        return 0 if report["balanced"] else EXIT_RUNTIME
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Silver for one arrival date: de-duplicate, filter bots, attribute clicks, close labels, report.
+
+    spark-submit jobs/silver.py --date 2025-03-02 [--landing URI] [--warehouse URI]
+
+Reads bronze of that date and the silver decisions of the lookback window
+before it; writes (each a replaceWhere of one partition, so a re-run replaces):
+silver/impressions and silver/clicks (dt = arrival date), silver/click_resolutions
+(orphans resolved by this run), silver/labels (event_date = date - maturity) and
+reports/dt=<date>/run_report.json.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark import StorageLevel  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.cli import base_parser, run_main  # noqa: E402
+from jobs.layout import Warehouse  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines import silver  # noqa: E402
+from pipelines.attribution import decide_clicks  # noqa: E402
+from pipelines.bots import behavioural_bot_user_days  # noqa: E402
+from pipelines.config import AppConfig  # noqa: E402
+from pipelines.dedup import flag_duplicates  # noqa: E402
+from pipelines.labels import LABEL_COLUMNS, close_day  # noqa: E402
+from pipelines.report import balance_errors, contract_counts, funnel_lines  # noqa: E402
+
+log = logging.getLogger("ctr.silver")
+
+SCHEMAS = {
+    "impressions": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+                    "publisher_id string, position int, device_type string, country string, ip_prefix string, "
+                    "ua_hash string, bot_pattern string, is_exploration boolean, viewable_pct double, "
+                    "in_view_ms int, creative_type string, is_measured boolean, is_viewable boolean, "
+                    "fate string, fate_detail string, dt date"),
+    "clicks": ("click_id string, impression_id string, event_ts timestamp, event_date date, user_id string, "
+               "dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, imp_event_ts timestamp, "
+               "delay_s double, fate string, fate_detail string, dt date"),
+    "click_resolutions": ("click_id string, impression_id string, event_ts timestamp, event_date date, "
+                          "user_id string, dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, "
+                          "imp_event_ts timestamp, delay_s double, fate string, fate_detail string, "
+                          "orphan_dt date, dt date"),
+    "labels": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+               "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
+               "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
+               "click_id string, click_ts timestamp, arrival_dt date, closed_on date"),
+}
+PARTITION = {"labels": "event_date"}
+
+
+def ensure_tables(spark: SparkSession, wh: Warehouse) -> None:
+    for name, ddl in SCHEMAS.items():
+        uri = wh.silver(name)
+        if not storage.is_delta(spark, uri):
+            empty = spark.createDataFrame([], ddl)
+            empty.write.format("delta").mode("append").partitionBy(PARTITION.get(name, "dt")).save(uri)
+
+
+def window(df: DataFrame, lo: date, hi: date, column: str = "dt") -> DataFrame:
+    return df.where(F.col(column).between(F.lit(lo), F.lit(hi)))
+
+
+def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
+    """The newest ads snapshot on or before ``day`` (as-of), one row per ad."""
+    uri = wh.bronze("ads")
+    if not storage.is_delta(spark, uri):
+        return spark.createDataFrame([], "ad_id string, creative_type string")
+    ads = storage.read_delta(spark, uri).where(F.col("dt") <= F.lit(day))
+    newest = ads.agg(F.max("dt")).first()[0]
+    if newest is None:
+        log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
+    return ads.where(F.col("dt") == F.lit(newest)).dropDuplicates(["ad_id"]).select("ad_id", "creative_type")
+
+
+def fate_counts(df: DataFrame) -> dict[str, int]:
+    return {r["fate"]: r["n"] for r in df.groupBy("fate").agg(F.count(F.lit(1)).alias("n")).collect()}
+
+
+def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[str, int] | None = None) -> dict:
+    clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
+    started = time.monotonic()
+    ensure_tables(spark, wh)
+    lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
+    read = lambda name: storage.read_delta(spark, wh.silver(name))  # noqa: E731
+    prior_imp = window(read("impressions"), lo, yesterday)
+    prior_clk = window(read("clicks"), lo, yesterday)
+    prior_res = window(read("click_resolutions"), lo, yesterday)
+    bronze_imp = storage.read_delta(spark, wh.bronze("impressions")).where(F.col("dt") == F.lit(day))
+    bronze_clk = storage.read_delta(spark, wh.bronze("clicks")).where(F.col("dt") == F.lit(day))
+    quarantine = storage.read_delta(spark, wh.quarantine)
+    bad_imp_ids = window(quarantine, lo, day).where(
+        (F.col("stream") == "impressions") & F.col("record_id").isNotNull()).select(
+        F.col("record_id").alias("impression_id"))
+
+    imp = flag_duplicates(silver.prepare(bronze_imp, clean), prior_imp.select("impression_id"), "impression_id")
+    clk = flag_duplicates(silver.prepare(bronze_clk, clean), prior_clk.select("click_id"), "click_id")
+    imp, clk = imp.persist(StorageLevel.MEMORY_AND_DISK), clk.persist(StorageLevel.MEMORY_AND_DISK)
+    retries = (prior_clk.where(F.col("fate") == "orphan")
+               .join(prior_res.select("click_id"), on="click_id", how="left_anti")
+               .withColumn("orphan_dt", F.col("dt")))
+
+    # Behavioural bots: count each judged user-day over everything known so far.
+    todays = silver.user_days(imp, clk, retries)
+    known_imp = prior_imp.where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        imp.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    known_clk = prior_clk.where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        clk.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    sivt = behavioural_bot_user_days(known_imp.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     known_clk.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+    sivt = sivt.persist(StorageLevel.MEMORY_AND_DISK)
+
+    imp_out = silver.decide_impressions(imp, sivt, latest_ads(spark, wh, day), clean)
+    storage.write_partition(imp_out, wh.silver("impressions"), day)
+
+    decided_imp = window(read("impressions"), lo, day).where(F.col("fate") != "duplicate").select(
+        "impression_id", F.col("event_ts").alias("imp_event_ts"), F.col("fate").alias("imp_fate"))
+    already = (prior_clk.where(F.col("fate") == "attributed").select("impression_id")
+               .unionByName(prior_res.where(F.col("fate") == "attributed").select("impression_id")))
+    new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
+    pending = _pending(new, retries, day)
+    decided = decide_clicks(pending, decided_imp, bad_imp_ids.join(decided_imp.select("impression_id"),
+                                                                     "impression_id", "left_anti"),
+                            sivt, already, clean.attribution_window_s, clean.min_dwell_ms)
+    decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
+    dups = clk.where(F.col("is_duplicate")).select(
+        *[F.col(c) if c in clk.columns else F.lit(None).alias(c) for c in silver.CLICK_COLUMNS if c != "fate"
+          and c != "fate_detail"], F.lit("duplicate").alias("fate"),
+        F.lit("click_id delivered before").alias("fate_detail"))
+    clicks_out = decided.where(F.col("orphan_dt").isNull()).select(*silver.CLICK_COLUMNS).unionByName(
+        dups.select(*silver.CLICK_COLUMNS))
+    storage.write_partition(clicks_out, wh.silver("clicks"), day)
+    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan")).withColumn(
+        "dt", F.lit(day))
+    storage.write_partition(resolved.select(*[c.split()[0] for c in SCHEMAS["click_resolutions"].split(", ")]),
+                            wh.silver("click_resolutions"), day)
+
+    report = day_report(spark, wh, day, clean)
+    report["closed_day"] = close_labels(spark, cfg, wh, day)
+    errors = balance_errors(report, lines_read or {})
+    report["balanced"] = not errors
+    report["balance_errors"] = errors
+    spark.catalog.clearCache()
+    log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
+    for line in funnel_lines(report):
+        log.info("  %s", line)
+    if errors:
+        log.error("run report does not balance: %s", "; ".join(errors))
+    return report
+
+
+def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
+    """Today's new clicks and the earlier orphans still waiting for their impression."""
+    cols = ["click_id", "impression_id", "event_ts", "event_date", "user_id", "dwell_ms", "ip_prefix", "ua_hash",
+            "bot_pattern", "orphan_dt"]
+    return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
+
+
+def day_report(spark: SparkSession, wh: Warehouse, day: date, clean) -> dict:  # noqa: ANN001
+    """The contract's counts for the records that landed on ``day``, read back from the written tables."""
+    part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))  # noqa: E731
+    imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
+    malformed = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
+        F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
+    view = imp.where(F.col("fate") == "valid").agg(
+        F.sum(F.col("is_measured").cast("int")).alias("m"), F.sum(F.col("is_viewable").cast("int")).alias("v")).first()
+    attributed = clk.where(F.col("fate") == "attributed").select("impression_id").unionByName(
+        res.where(F.col("fate") == "attributed").select("impression_id"))
+    clicked = imp.where(F.col("fate") == "valid").join(attributed, "impression_id", "left_semi").count()
+    report = {"date": day.isoformat(), **contract_counts(fate_counts(imp), fate_counts(clk), malformed,
+                                                         view["m"] or 0, view["v"] or 0, clicked)}
+    report["orphans_resolved"] = fate_counts(res)
+    return report
+
+
+def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict | None:
+    """Write silver/labels for the event day whose labels matured with this run."""
+    clean = cfg.clean
+    event_day = day - timedelta(days=clean.label_maturity_days)
+    lo = event_day - timedelta(days=1)
+    imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
+        F.col("event_date") == F.lit(event_day))
+    if imp.limit(1).count() == 0:
+        log.info("labels: nothing landed for event day %s yet; no day closed", event_day)
+        return None
+    clk = window(storage.read_delta(spark, wh.silver("clicks")), event_day, day)
+    res = window(storage.read_delta(spark, wh.silver("click_resolutions")), event_day, day)
+    attributed = clk.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts").unionByName(
+        res.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts"))
+    day_clicks = window(storage.read_delta(spark, wh.silver("clicks")), lo, day).unionByName(
+        res.drop("orphan_dt"), allowMissingColumns=True).where(
+        (F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate")).dropDuplicates(["click_id"])
+    sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
+                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+    labelled = close_day(imp.where(F.col("fate") == "valid"), attributed, sivt).persist()
+    labels = labelled.where(~F.col("reclassified_bot")).select(*LABEL_COLUMNS, F.lit(day).alias("closed_on"))
+    storage.write_partition(labels, wh.silver("labels"), event_day, column="event_date")
+    stats = labelled.agg(F.sum((~F.col("reclassified_bot")).cast("int")).alias("n"),
+                         F.sum((F.col("clicked") & ~F.col("reclassified_bot")).cast("int")).alias("c"),
+                         F.sum(F.col("reclassified_bot").cast("int")).alias("r")).first()
+    labelled.unpersist()
+    return {"event_date": event_day.isoformat(), "impressions": stats["n"] or 0, "clicked": stats["c"] or 0,
+            "reclassified_bot_behavioural": stats["r"] or 0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0])
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        report = run_silver(spark, cfg, args.date)
+        storage.write_json(spark, Warehouse(cfg.paths.warehouse).report(args.date), report)
+        return 0 if report["balanced"] else 1
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

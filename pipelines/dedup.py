@@ -1,0 +1,28 @@
+"""At-least-once delivery: keep one copy per id (CONTRACT 3.2)."""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def is_first_copy(id_col: str) -> Column:
+    """True for the copy with the earliest event_ts among one arrival day's copies.
+
+    Ties (byte-identical re-deliveries) are broken by arrival hour, file and line
+    hash so the choice is the same on every re-run.
+    """
+    w = Window.partitionBy(id_col).orderBy("event_ts", "hour", "_source_file", "_line_hash")
+    return F.row_number().over(w) == 1
+
+
+def flag_duplicates(today: DataFrame, seen_ids: DataFrame, id_col: str) -> DataFrame:
+    """Add ``is_duplicate``: a later copy within the day, or an id already decided on an earlier day.
+
+    A re-delivery on a later day is a duplicate even when its event_ts is
+    earlier: the first day's decision is published and stays.
+    ``seen_ids`` holds one column, ``id_col``, unique.
+    """
+    seen = seen_ids.select(F.col(id_col), F.lit(True).alias("__seen"))
+    flagged = today.withColumn("__first", is_first_copy(id_col)).join(seen, on=id_col, how="left")
+    return flagged.withColumn("is_duplicate", ~F.col("__first") | F.coalesce("__seen", F.lit(False))).drop(
+        "__first", "__seen")
