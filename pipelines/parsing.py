@@ -26,7 +26,7 @@ RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:
 INT_TEXT = r"^-?\d{1,18}$"
 NUMBER_TEXT = r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$"
 DATE_TEXT = r"^\d{4}-\d{2}-\d{2}$"
-REPLACEMENT_CHAR = "\ufffd"  # what Spark's UTF-8 decoder puts where bytes were invalid
+REPLACEMENT_CHAR = "\ufffd"  # what an upstream lossy decoder leaves where bytes were invalid
 
 
 def parsed_map(value: Column) -> Column:
@@ -129,7 +129,7 @@ def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> Dat
     reason = (
         F.when(F.trim(F.regexp_replace(value, "^\ufeff", "")) == "", "empty_line")
         .when(F.octet_length(value) > cfg.max_line_bytes, "line_too_long")
-        .when(F.instr(value, REPLACEMENT_CHAR) > 0, "invalid_utf8")
+        .when(~F.is_valid_utf8(value) | (F.instr(value, REPLACEMENT_CHAR) > 0), "invalid_utf8")
         .when(is_json_null, "invalid_json")
         .when(F.col("__m").isNull(), "invalid_json")
         .when(_any(missing), "missing_field")

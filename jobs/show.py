@@ -1,0 +1,51 @@
+"""Print what a pipeline run produced and where to look (the end of `make demo`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.report import funnel_lines  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--landing", default="data/landing")
+    p.add_argument("--warehouse", default="data/warehouse")
+    a = p.parse_args()
+    wh, landing = Path(a.warehouse).resolve(), Path(a.landing).resolve()
+    reports = sorted(wh.glob("reports/dt=*/run_report.json"))
+    if not reports:
+        print(f"no run reports under {wh}/reports", file=sys.stderr)
+        return 1
+    expected_file = landing / "_truth" / "expected_counts.json"
+    expected = json.loads(expected_file.read_text()) if expected_file.exists() else {}
+    print("\n" + "=" * 78)
+    for path in reports:
+        report = json.loads(path.read_text())
+        exp = expected.get(report["date"])
+        check = ""
+        if exp is not None:
+            bad = [k for k, v in exp.items() if report.get(k) != v]
+            check = "matches the generator's expected counts" if not bad else f"DIFFERS from expected on {bad}"
+        print(f"\nRun report {report['date']}: {'balanced' if report['balanced'] else 'NOT BALANCED'}, {check}")
+        for line in funnel_lines(report):
+            print("   " + line)
+    print("\nWhere to look:")
+    print(f"  landing logs        {landing}/{{impressions,clicks,conversions,dims}}/dt=*/...")
+    print(f"  generator truth     {landing}/_truth/ (manifest, ground_truth, expected_counts.json)")
+    for layer in ("bronze", "silver"):
+        tables = sorted(p.name for p in (wh / layer).iterdir() if (p / "_delta_log").is_dir()) if (wh / layer).is_dir() else []
+        print(f"  {layer} Delta tables  {wh}/{layer}/{{{','.join(tables)}}}")
+    print(f"  run reports         {wh}/reports/dt=*/run_report.json  (+ summary.md beside each)")
+    print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")
+    print("=" * 78)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

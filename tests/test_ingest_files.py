@@ -1,0 +1,45 @@
+"""Ingest from real files: gzip, CRLF, BOM, invalid UTF-8 bytes, empty files, re-runs."""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from datetime import date
+
+from pyspark.sql import functions as F
+
+from jobs import storage
+from jobs.ingest import run_ingest
+from jobs.layout import Warehouse
+
+D = date(2025, 4, 1)
+GOOD = ('{"impression_id":"%s","event_ts":"2025-04-01T08:00:00Z","user_id":"u1","ad_id":"a1",'
+        '"publisher_id":"p1"}')
+
+
+def write_landing(root):
+    hour = root / "impressions" / f"dt={D}" / "hour=08"
+    hour.mkdir(parents=True)
+    (hour / "a.jsonl").write_bytes(("\ufeff" + GOOD % "i1" + "\r\n" + GOOD % "i2" + "\r\n").encode("utf-8"))
+    (hour / "b.jsonl").write_bytes(b'{"impression_id":"i3","user_id":"\xff\xfe","event_ts":"x"}\n')
+    (hour / "empty.jsonl").write_bytes(b"")
+    with gzip.open(hour / "c.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write(GOOD % "i4" + "\n" + '{"impression_id":"i5"' + "\n")
+    (hour / "notes.txt").write_text("not a log file\n")  # outside the contract's *.jsonl[.gz]
+
+
+def test_ingest_reads_every_line_of_every_log_file_once(spark, tiny_cfg, tmp_path):
+    write_landing(tmp_path / "landing")
+    cfg = dataclasses.replace(tiny_cfg, paths=dataclasses.replace(
+        tiny_cfg.paths, landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "wh")))
+    counts = run_ingest(spark, cfg, D)
+    assert counts["impressions"] == {"ok": 3, "invalid_utf8": 1, "invalid_json": 1}
+    assert counts["clicks"] == {} and counts["users"] == {}  # no files: nothing, and no failure
+    wh = Warehouse(cfg.paths.warehouse)
+    bronze = storage.read_delta(spark, wh.bronze("impressions"))
+    assert sorted(r[0] for r in bronze.select("impression_id").collect()) == ["i1", "i2", "i4"]
+    assert bronze.where(F.col("hour") != 8).count() == 0
+
+    before = sorted(map(str, storage.read_delta(spark, wh.quarantine).drop("_ingested_at").collect()))
+    assert run_ingest(spark, cfg, D) == counts  # a re-run replaces, never appends
+    assert storage.read_delta(spark, wh.bronze("impressions")).count() == 3
+    assert sorted(map(str, storage.read_delta(spark, wh.quarantine).drop("_ingested_at").collect())) == before

@@ -1,0 +1,64 @@
+"""CONTRACT 3.3, 3.4, 3.7 and 5: bot verdicts, MRC viewability edges, privacy."""
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from pipelines.bots import behavioural_bot_user_days, matched_bot_pattern
+from pipelines.privacy import keyed_hash, truncate_ip
+from pipelines.viewability import is_measured, is_viewable, min_viewable_ms
+
+
+def test_viewability_edges_display_and_video(spark):
+    rows = [(None, "banner"), (999, "banner"), (1000, "banner"), (1000, "native"), (1999, "video"),
+            (2000, "video"), (1500, None), (0, "banner")]
+    df = spark.createDataFrame(rows, "in_view_ms int, creative_type string")
+    min_ms = min_viewable_ms(F.col("creative_type"), 1000, 2000)
+    got = df.select("in_view_ms", "creative_type", is_measured(F.col("in_view_ms")).alias("measured"),
+                    is_viewable(F.col("in_view_ms"), min_ms).alias("viewable"))
+    expected = spark.createDataFrame(
+        [(None, "banner", False, False), (999, "banner", True, False), (1000, "banner", True, True),
+         (1000, "native", True, True), (1999, "video", True, False), (2000, "video", True, True),
+         (1500, None, True, True), (0, "banner", True, False)],
+        "in_view_ms int, creative_type string, measured boolean, viewable boolean")
+    assertDataFrameEqual(got, expected)
+
+
+def test_declared_bot_patterns_case_insensitive_first_match(spark, clean_cfg):
+    agents = ["Mozilla/5.0 (compatible; Googlebot/2.1)", "CURL/8.4.0", "curl-like agent", "Mozilla/5.0 Chrome/120",
+              "Wget/1.21", "python-requests/2.31", None, "HeadlessChrome/120", "Yahoo! Slurp"]
+    df = spark.createDataFrame([(a,) for a in agents], "ua string")
+    got = [r[0] for r in df.select(matched_bot_pattern(F.col("ua"), clean_cfg.bot_patterns)).collect()]
+    assert got == ["bot", "curl/", None, None, "wget", "python-requests", None, "headless", "slurp"]
+
+
+def test_behavioural_bots_strictly_over_the_limits(spark):
+    d = date(2025, 3, 1)
+    imps = [("u_at", d)] * 3 + [("u_over", d)] * 4 + [("u_over", date(2025, 3, 2))] * 2
+    clicks = [("c_at", d)] * 2 + [("c_over", d)] * 3
+    imp_df = spark.createDataFrame(imps, "user_id string, event_date date")
+    clk_df = spark.createDataFrame(clicks, "user_id string, event_date date")
+    got = behavioural_bot_user_days(imp_df, clk_df, max_impressions=3, max_clicks=2)
+    expected = spark.createDataFrame([("u_over", d, 4, 0, "4 impressions > 3"), ("c_over", d, 0, 3, "3 clicks > 2")],
+                                     "user_id string, event_date date, impressions long, clicks long, "
+                                     "sivt_reason string")
+    assertDataFrameEqual(got, expected)
+
+
+def test_ip_truncation_v4_v6_and_garbage(spark):
+    ips = ["203.0.113.77", "2001:db8:a:b::1", "2001:0db8::1", "::1", "fe80:1:2:3:4:5:6:7", "not-an-ip", None,
+           "2001:db8:bdd2:6d43:2c9d:2dc2:2bf3:1"]
+    df = spark.createDataFrame([(i,) for i in ips], "ip string")
+    got = [r[0] for r in df.select(truncate_ip(F.col("ip"))).collect()]
+    assert got == ["203.0.113.0/24", "2001:db8:a::/48", "2001:db8:0::/48", "0:0:0::/48", "fe80:1:2::/48", None, None,
+                   "2001:db8:bdd2::/48"]
+
+
+def test_keyed_hash_needs_a_key_and_hides_the_value(spark):
+    df = spark.createDataFrame([("Mozilla/5.0",), (None,)], "ua string")
+    assert [r[0] for r in df.select(keyed_hash(F.col("ua"), None)).collect()] == [None, None]
+    hashed = [r[0] for r in df.select(keyed_hash(F.col("ua"), "k1")).collect()]
+    other = [r[0] for r in df.select(keyed_hash(F.col("ua"), "k2")).collect()]
+    assert hashed[1] is None and len(hashed[0]) == 64 and "Mozilla" not in hashed[0] and hashed[0] != other[0]
