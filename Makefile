@@ -14,12 +14,12 @@ WAREHOUSE ?= data/warehouse
 DEMO_DAYS ?= 3
 DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 200000
-SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
+SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
 .PHONY: help install jars test demo backfill bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... E
 	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
 	done
 
-bench: $(STAMP) $(JARS_STAMP)  ## measure throughput at 1M and 10M impressions (slow; see bench/README.md)
+bench: $(STAMP) $(JARS_STAMP)  ## measure throughput at 1M and 10M impressions (slow; see bench/run.py)
 	$(PY) bench/run.py
 
 clean:  ## remove generated data (keeps .venv and the JAR cache)

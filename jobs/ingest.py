@@ -104,9 +104,13 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> dict[str, dict
     union = quarantined[0]
     for q in quarantined[1:]:
         union = union.unionByName(q)
+    t = time.monotonic()
     storage.write_partition(union, wh.quarantine, day)
     spark.catalog.clearCache()
+    log.info("ingest quarantine written in %.1fs", time.monotonic() - t)
+    t = time.monotonic()
     enforce_retention(spark, wh, [s.name for s in EVENT_STREAMS + DIM_STREAMS], cfg.ingest, day)
+    log.info("ingest retention checked in %.1fs", time.monotonic() - t)
     log.info("ingest dt=%s done in %.1fs", day, time.monotonic() - started)
     return counts
 

@@ -30,6 +30,7 @@ from jobs.spark import get_spark  # noqa: E402
 from pipelines import silver  # noqa: E402
 from pipelines.attribution import decide_clicks  # noqa: E402
 from pipelines.bots import behavioural_bot_user_days  # noqa: E402
+from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.dedup import flag_duplicates  # noqa: E402
 from pipelines.labels import LABEL_COLUMNS, close_day  # noqa: E402
@@ -53,7 +54,10 @@ SCHEMAS = {
     "labels": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
                "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
                "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
-               "click_id string, click_ts timestamp, arrival_dt date, closed_on date"),
+               "click_id string, click_ts timestamp, converted boolean, arrival_dt date, closed_on date"),
+    "conversions": ("conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, "
+                    "value double, type string, attributed_click_id string, attributed_impression_id string, "
+                    "fate string, dt date"),
 }
 PARTITION = {"labels": "event_date"}
 
@@ -87,65 +91,30 @@ def fate_counts(df: DataFrame) -> dict[str, int]:
 
 
 def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[str, int] | None = None) -> dict:
+    """Decide every record that landed on ``day``, close the matured day, and return the run report."""
     clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
-    read = lambda name: storage.read_delta(spark, wh.silver(name))  # noqa: E731
-    prior_imp = window(read("impressions"), lo, yesterday)
-    prior_clk = window(read("clicks"), lo, yesterday)
-    prior_res = window(read("click_resolutions"), lo, yesterday)
-    bronze_imp = storage.read_delta(spark, wh.bronze("impressions")).where(F.col("dt") == F.lit(day))
-    bronze_clk = storage.read_delta(spark, wh.bronze("clicks")).where(F.col("dt") == F.lit(day))
-    quarantine = storage.read_delta(spark, wh.quarantine)
-    bad_imp_ids = window(quarantine, lo, day).where(
-        (F.col("stream") == "impressions") & F.col("record_id").isNotNull()).select(
-        F.col("record_id").alias("impression_id"))
-
-    imp = flag_duplicates(silver.prepare(bronze_imp, clean), prior_imp.select("impression_id"), "impression_id")
-    clk = flag_duplicates(silver.prepare(bronze_clk, clean), prior_clk.select("click_id"), "click_id")
-    imp, clk = imp.persist(StorageLevel.MEMORY_AND_DISK), clk.persist(StorageLevel.MEMORY_AND_DISK)
-    retries = (prior_clk.where(F.col("fate") == "orphan")
-               .join(prior_res.select("click_id"), on="click_id", how="left_anti")
+    prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
+             for name in ("impressions", "clicks", "click_resolutions")}
+    today = {name: storage.read_delta(spark, wh.bronze(name)).where(F.col("dt") == F.lit(day))
+             for name in ("impressions", "clicks")}
+    imp = flag_duplicates(silver.prepare(today["impressions"], clean), prior["impressions"].select("impression_id"),
+                          "impression_id").persist(StorageLevel.MEMORY_AND_DISK)
+    clk = flag_duplicates(silver.prepare(today["clicks"], clean), prior["clicks"].select("click_id"),
+                          "click_id").persist(StorageLevel.MEMORY_AND_DISK)
+    retries = (prior["clicks"].where(F.col("fate") == "orphan")
+               .join(prior["click_resolutions"].select("click_id"), on="click_id", how="left_anti")
                .withColumn("orphan_dt", F.col("dt")))
-
-    # Behavioural bots: count each judged user-day over everything known so far.
-    todays = silver.user_days(imp, clk, retries)
-    known_imp = prior_imp.where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
-        imp.where(~F.col("is_duplicate")).select("user_id", "event_date"))
-    known_clk = prior_clk.where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
-        clk.where(~F.col("is_duplicate")).select("user_id", "event_date"))
-    sivt = behavioural_bot_user_days(known_imp.join(todays, ["user_id", "event_date"], "left_semi"),
-                                     known_clk.join(todays, ["user_id", "event_date"], "left_semi"),
-                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
-    sivt = sivt.persist(StorageLevel.MEMORY_AND_DISK)
+    sivt = judge_behavioural_bots(imp, clk, retries, prior, clean).persist(StorageLevel.MEMORY_AND_DISK)
 
     imp_out = silver.decide_impressions(imp, sivt, latest_ads(spark, wh, day), clean)
     storage.write_partition(imp_out, wh.silver("impressions"), day)
+    decide_click_day(spark, wh, day, clk, retries, prior, sivt, clean)
+    decide_conversions(spark, cfg, wh, day)
 
-    decided_imp = window(read("impressions"), lo, day).where(F.col("fate") != "duplicate").select(
-        "impression_id", F.col("event_ts").alias("imp_event_ts"), F.col("fate").alias("imp_fate"))
-    already = (prior_clk.where(F.col("fate") == "attributed").select("impression_id")
-               .unionByName(prior_res.where(F.col("fate") == "attributed").select("impression_id")))
-    new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
-    pending = _pending(new, retries, day)
-    decided = decide_clicks(pending, decided_imp, bad_imp_ids.join(decided_imp.select("impression_id"),
-                                                                     "impression_id", "left_anti"),
-                            sivt, already, clean.attribution_window_s, clean.min_dwell_ms)
-    decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
-    dups = clk.where(F.col("is_duplicate")).select(
-        *[F.col(c) if c in clk.columns else F.lit(None).alias(c) for c in silver.CLICK_COLUMNS if c != "fate"
-          and c != "fate_detail"], F.lit("duplicate").alias("fate"),
-        F.lit("click_id delivered before").alias("fate_detail"))
-    clicks_out = decided.where(F.col("orphan_dt").isNull()).select(*silver.CLICK_COLUMNS).unionByName(
-        dups.select(*silver.CLICK_COLUMNS))
-    storage.write_partition(clicks_out, wh.silver("clicks"), day)
-    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan")).withColumn(
-        "dt", F.lit(day))
-    storage.write_partition(resolved.select(*[c.split()[0] for c in SCHEMAS["click_resolutions"].split(", ")]),
-                            wh.silver("click_resolutions"), day)
-
-    report = day_report(spark, wh, day, clean)
+    report = day_report(spark, wh, day)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
     errors = balance_errors(report, lines_read or {})
     report["balanced"] = not errors
@@ -159,6 +128,48 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     return report
 
 
+def judge_behavioural_bots(imp: DataFrame, clk: DataFrame, retries: DataFrame, prior: dict[str, DataFrame],
+                           clean) -> DataFrame:  # noqa: ANN001
+    """Behavioural-bot user-days among those this run judges, counted over everything known so far."""
+    todays = silver.user_days(imp, clk, retries)
+    known_imp = prior["impressions"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        imp.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    known_clk = prior["clicks"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        clk.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    return behavioural_bot_user_days(known_imp.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     known_clk.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+
+
+def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFrame, retries: DataFrame,
+                     prior: dict[str, DataFrame], sivt: DataFrame, clean) -> None:  # noqa: ANN001
+    """Write silver/clicks (today's clicks) and silver/click_resolutions (earlier orphans resolved today)."""
+    lo = day - timedelta(days=clean.lookback_days)
+    # Impressions decided up to and including today (today's were just written).
+    decided_imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
+        F.col("fate") != "duplicate").select("impression_id", F.col("event_ts").alias("imp_event_ts"),
+                                              F.col("fate").alias("imp_fate"))
+    malformed_ids = (window(storage.read_delta(spark, wh.quarantine), lo, day)
+                     .where((F.col("stream") == "impressions") & F.col("record_id").isNotNull())
+                     .select(F.col("record_id").alias("impression_id"))
+                     .join(decided_imp.select("impression_id"), "impression_id", "left_anti"))
+    already = (prior["clicks"].where(F.col("fate") == "attributed").select("impression_id")
+               .unionByName(prior["click_resolutions"].where(F.col("fate") == "attributed").select("impression_id")))
+    new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
+    decided = decide_clicks(_pending(new, retries, day), decided_imp, malformed_ids, sivt, already,
+                            clean.attribution_window_s, clean.min_dwell_ms).persist(StorageLevel.MEMORY_AND_DISK)
+    dups = clk.where(F.col("is_duplicate")).select(
+        *[F.col(c) if c in clk.columns else F.lit(None).alias(c) for c in silver.CLICK_COLUMNS
+          if c not in ("fate", "fate_detail")],
+        F.lit("duplicate").alias("fate"), F.lit("click_id delivered before").alias("fate_detail"))
+    clicks_out = decided.where(F.col("orphan_dt").isNull()).select(*silver.CLICK_COLUMNS).unionByName(
+        dups.select(*silver.CLICK_COLUMNS))
+    storage.write_partition(clicks_out, wh.silver("clicks"), day)
+    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan"))
+    storage.write_partition(resolved.select(*silver.CLICK_COLUMNS[:-1], "orphan_dt", "dt"),
+                            wh.silver("click_resolutions"), day)
+
+
 def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
     """Today's new clicks and the earlier orphans still waiting for their impression."""
     cols = ["click_id", "impression_id", "event_ts", "event_date", "user_id", "dwell_ms", "ip_prefix", "ua_hash",
@@ -166,7 +177,7 @@ def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
     return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
 
 
-def day_report(spark: SparkSession, wh: Warehouse, day: date, clean) -> dict:  # noqa: ANN001
+def day_report(spark: SparkSession, wh: Warehouse, day: date) -> dict:
     """The contract's counts for the records that landed on ``day``, read back from the written tables."""
     part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))  # noqa: E731
     imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
@@ -180,7 +191,37 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date, clean) -> dict:  #
     report = {"date": day.isoformat(), **contract_counts(fate_counts(imp), fate_counts(clk), malformed,
                                                          view["m"] or 0, view["v"] or 0, clicked)}
     report["orphans_resolved"] = fate_counts(res)
+    report["conversions"] = fate_counts(part("conversions"))
     return report
+
+
+def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> None:
+    """silver/conversions for one arrival date: duplicates, then attribution within the window."""
+    clean = cfg.clean
+    lo = day - timedelta(days=clean.lookback_days)
+    bronze_uri = wh.bronze("conversions")
+    if not storage.is_delta(spark, bronze_uri):
+        return
+    bronze = storage.read_delta(spark, bronze_uri).where(F.col("dt") == F.lit(day))
+    prior = window(storage.read_delta(spark, wh.silver("conversions")), lo, day - timedelta(days=1))
+    flagged = flag_duplicates(bronze, prior.select("conversion_id"), "conversion_id")
+    imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(F.col("fate") == "valid")
+    if clean.conversion_attribution == "click":
+        attributed = (window(storage.read_delta(spark, wh.silver("clicks")), lo, day)
+                      .unionByName(window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
+                                   .drop("orphan_dt"))
+                      .where(F.col("fate") == "attributed"))
+        touch = attributed.join(imp.select("impression_id", "ad_id"), on="impression_id", how="inner").select(
+            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id", F.col("event_ts").alias("touch_ts"))
+    else:
+        touch = imp.where("is_viewable").select(F.col("impression_id").alias("touch_id"), "impression_id", "user_id",
+                                                "ad_id", F.col("event_ts").alias("touch_ts"))
+    decided = attribute_conversions(flagged.where(~F.col("is_duplicate")), touch, clean.conversion_attribution,
+                                    clean.conversion_window_hours)
+    dups = flagged.where(F.col("is_duplicate")).select(
+        *CONVERSION_COLUMNS[:7], F.lit(None).cast("string").alias("attributed_click_id"),
+        F.lit(None).cast("string").alias("attributed_impression_id"), F.lit("duplicate").alias("fate"), "dt")
+    storage.write_partition(decided.unionByName(dups), wh.silver("conversions"), day)
 
 
 def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict | None:
@@ -202,15 +243,18 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
         (F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate")).dropDuplicates(["click_id"])
     sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
                                      clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
-    labelled = close_day(imp.where(F.col("fate") == "valid"), attributed, sivt).persist()
+    converted = window(storage.read_delta(spark, wh.silver("conversions")), event_day, day).where(
+        F.col("fate") == "attributed").select(F.col("attributed_impression_id").alias("impression_id"))
+    labelled = close_day(imp.where(F.col("fate") == "valid"), attributed, sivt, converted).persist()
     labels = labelled.where(~F.col("reclassified_bot")).select(*LABEL_COLUMNS, F.lit(day).alias("closed_on"))
     storage.write_partition(labels, wh.silver("labels"), event_day, column="event_date")
     stats = labelled.agg(F.sum((~F.col("reclassified_bot")).cast("int")).alias("n"),
                          F.sum((F.col("clicked") & ~F.col("reclassified_bot")).cast("int")).alias("c"),
-                         F.sum(F.col("reclassified_bot").cast("int")).alias("r")).first()
+                         F.sum(F.col("reclassified_bot").cast("int")).alias("r"),
+                         F.sum((F.col("converted") & ~F.col("reclassified_bot")).cast("int")).alias("v")).first()
     labelled.unpersist()
     return {"event_date": event_day.isoformat(), "impressions": stats["n"] or 0, "clicked": stats["c"] or 0,
-            "reclassified_bot_behavioural": stats["r"] or 0}
+            "converted": stats["v"] or 0, "reclassified_bot_behavioural": stats["r"] or 0}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,11 @@ def test_close_day_labels_clicks_and_reclassifies_late_bots(spark):
     clicks = spark.createDataFrame([("i2", "c2", datetime(2025, 3, 1, 9, 1)), ("i3", "c3", datetime(2025, 3, 1, 23, 1))],
                                    "impression_id string, click_id string, event_ts timestamp")
     bots = spark.createDataFrame([("bot", D)], "user_id string, event_date date")
-    got = {r["impression_id"]: (r["clicked"], r["reclassified_bot"], r["arrival_dt"])
-           for r in close_day(imp, clicks, bots).collect()}
-    assert got == {"i1": (False, False, D), "i2": (True, False, D), "i3": (True, True, date(2025, 3, 2))}
+    converted = spark.createDataFrame([("i2",), ("i2",)], "impression_id string")
+    got = {r["impression_id"]: (r["clicked"], r["converted"], r["reclassified_bot"], r["arrival_dt"])
+           for r in close_day(imp, clicks, bots, converted).collect()}
+    assert got == {"i1": (False, False, False, D), "i2": (True, True, False, D),
+                   "i3": (True, False, True, date(2025, 3, 2))}
 
 
 def test_contract_counts_have_every_key_and_balance():

@@ -48,7 +48,7 @@ def impressions(users: DataFrame, days: DataFrame, ads: DataFrame, pubs: DataFra
     user_day = users.crossJoin(F.broadcast(days))
     weekday = F.when(F.dayofweek("day").isin(1, 7), 0.85).otherwise(1.05)
     count = F.least(F.lit(cfg.max_user_impressions_per_day),
-                    F.floor(F.col("activity") * (0.4 + 1.2 * uniform(s, "k", "user_idx", "day_idx")) * weekday))
+                    F.round(F.col("activity") * (0.4 + 1.2 * uniform(s, "k", "user_idx", "day_idx")) * weekday))
     ud = user_day.withColumn("k", count.cast("int")).where("k > 0")
     imp = ud.select("*", F.explode(F.sequence(F.lit(0), F.col("k") - 1)).alias("seq"))
     key = F.concat_ws("-", "day_idx", "user_idx", "seq")
