@@ -40,7 +40,7 @@ def duckdb_silver(wh: Warehouse, day, clean, out_dir: Path) -> tuple[float, dict
 
     def files(name: str) -> list[str]:
         table = DeltaTable(wh.bronze(name))
-        return [f for f in table.file_uris(partition_filters=[("dt", "=", day.isoformat())])]
+        return [f for f in table.file_uris() if f"/dt={day.isoformat()}/" in f]
 
     imp_files, clk_files = files("impressions"), files("clicks")
     bots = " OR ".join(f"contains(lower(user_agent), '{p}')" for p in clean.bot_patterns)

@@ -68,7 +68,10 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
     cutoff = day - timedelta(days=cfg.bronze_retention_days)
     deleted = 0
     for uri in [wh.bronze(n) for n in names] + [wh.quarantine]:
-        if not storage.is_delta(spark, uri):
+        # A folder listing is enough to know there is nothing to expire; only
+        # tables with older partition folders are opened as Delta tables.
+        folders = [p.rsplit("/dt=", 1)[1] for p in storage.glob(spark, f"{uri}/dt=*")]
+        if not any(f < cutoff.isoformat() for f in folders) or not storage.is_delta(spark, uri):
             continue
         table = DeltaTable.forPath(spark, uri)
         stale = table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count()
