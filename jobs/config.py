@@ -160,7 +160,12 @@ def _validate(cfg: AppConfig) -> None:
     _require(0 <= cl.label_maturity_days <= 30, "clean.label_maturity_days must be between 0 and 30")
     _require(cl.viewable_min_ms_display >= 0 and cl.viewable_min_ms_video >= 0,
              "clean.viewable_min_ms_* must be >= 0")
-    _require(cl.lookback_days >= 1, "clean.lookback_days must be at least 1")
+    _require(cl.lookback_days >= ing.max_event_lag_days,
+             f"clean.lookback_days ({cl.lookback_days}) must be at least ingest.max_event_lag_days "
+             f"({ing.max_event_lag_days}), or a late re-delivery would not be recognised as a duplicate")
+    _require(ing.bronze_retention_days > cl.lookback_days,
+             f"ingest.bronze_retention_days ({ing.bronze_retention_days}) must exceed clean.lookback_days "
+             f"({cl.lookback_days}): silver looks back into the quarantine that long")
     _require(cl.conversion_window_hours >= 1, "clean.conversion_window_hours must be at least 1")
     _require(cl.conversion_attribution in ("click", "viewable_impression"),
              "clean.conversion_attribution must be 'click' or 'viewable_impression', "

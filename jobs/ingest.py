@@ -36,7 +36,8 @@ log = logging.getLogger("ctr.ingest")
 
 def read_lines(spark: SparkSession, pattern: str, day: date) -> DataFrame | None:
     """The raw lines under a glob, with source file and arrival hour; None if no file matches."""
-    files = storage.glob(spark, pattern)
+    # Hidden and in-flight files (".x.jsonl", "_x.jsonl") are not deliveries yet.
+    files = [f for f in storage.glob(spark, pattern) if not f.rsplit("/", 1)[1].startswith((".", "_"))]
     if not files:
         return None
     raw = spark.read.text(files)

@@ -10,10 +10,10 @@ class Landing:
     root: str
 
     def event_glob(self, stream: str, day: date) -> str:
-        return f"{self.root}/{stream}/dt={day.isoformat()}/hour=*/*.jsonl*"
+        return f"{self.root}/{stream}/dt={day.isoformat()}/hour=*/*.{{jsonl,jsonl.gz}}"
 
     def dim_glob(self, dim: str, day: date) -> str:
-        return f"{self.root}/dims/{dim}/dt={day.isoformat()}/*.jsonl*"
+        return f"{self.root}/dims/{dim}/dt={day.isoformat()}/*.{{jsonl,jsonl.gz}}"
 
     @property
     def truth(self) -> str:

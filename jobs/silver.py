@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs import storage  # noqa: E402
@@ -83,7 +83,10 @@ def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
     newest = ads.agg(F.max("dt")).first()[0]
     if newest is None:
         log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
-    return ads.where(F.col("dt") == F.lit(newest)).dropDuplicates(["ad_id"]).select("ad_id", "creative_type")
+    # A snapshot listing an ad twice: the same row wins on every re-run.
+    first = Window.partitionBy("ad_id").orderBy("_source_file", "_line_hash")
+    return (ads.where(F.col("dt") == F.lit(newest)).withColumn("__n", F.row_number().over(first))
+            .where(F.col("__n") == 1).select("ad_id", "creative_type"))
 
 
 def fate_counts(df: DataFrame) -> dict[str, int]:
@@ -114,9 +117,12 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     decide_click_day(spark, wh, day, clk, retries, prior, sivt, clean)
     decide_conversions(spark, cfg, wh, day)
 
-    report = day_report(spark, wh, day)
+    report = day_report(spark, wh, day, clean.label_maturity_days)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
-    errors = balance_errors(report, lines_read or {})
+    sources = {"bronze + quarantine hold": stored_counts(spark, wh, day)}
+    if lines_read:
+        sources["ingest read"] = lines_read
+    errors = balance_errors(report, sources)
     report["balanced"] = not errors
     report["balance_errors"] = errors
     spark.catalog.clearCache()
@@ -177,7 +183,17 @@ def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
     return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
 
 
-def day_report(spark: SparkSession, wh: Warehouse, day: date) -> dict:
+def stored_counts(spark: SparkSession, wh: Warehouse, day: date) -> dict[str, int]:
+    """Rows of ``day`` in bronze plus quarantine, per stream: the count the report must account for."""
+    held = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
+        F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
+    for stream in ("impressions", "clicks"):
+        bronze = storage.read_delta(spark, wh.bronze(stream)).where(F.col("dt") == F.lit(day)).count()
+        held[stream] = held.get(stream, 0) + bronze
+    return {k: v for k, v in held.items() if k in ("impressions", "clicks")}
+
+
+def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int) -> dict:
     """The contract's counts for the records that landed on ``day``, read back from the written tables."""
     part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))  # noqa: E731
     imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
@@ -191,6 +207,11 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date) -> dict:
     report = {"date": day.isoformat(), **contract_counts(fate_counts(imp), fate_counts(clk), malformed,
                                                          view["m"] or 0, view["v"] or 0, clicked)}
     report["orphans_resolved"] = fate_counts(res)
+    # Valid impressions whose event day had already closed when they landed: in
+    # this day's counts, but in no labels (training uses final labels only).
+    closed_before = day - timedelta(days=maturity_days)
+    report["impressions_valid_after_close"] = imp.where(
+        (F.col("fate") == "valid") & (F.col("event_date") < F.lit(closed_before))).count()
     report["conversions"] = fate_counts(part("conversions"))
     return report
 
@@ -231,11 +252,8 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
     lo = event_day - timedelta(days=1)
     imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
         F.col("event_date") == F.lit(event_day))
-    if imp.limit(1).count() == 0:
-        log.info("labels: nothing landed for event day %s yet; no day closed", event_day)
-        return None
-    clk = window(storage.read_delta(spark, wh.silver("clicks")), event_day, day)
-    res = window(storage.read_delta(spark, wh.silver("click_resolutions")), event_day, day)
+    clk = window(storage.read_delta(spark, wh.silver("clicks")), lo, day)
+    res = window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
     attributed = clk.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts").unionByName(
         res.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts"))
     day_clicks = window(storage.read_delta(spark, wh.silver("clicks")), lo, day).unionByName(
@@ -243,7 +261,7 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
         (F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate")).dropDuplicates(["click_id"])
     sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
                                      clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
-    converted = window(storage.read_delta(spark, wh.silver("conversions")), event_day, day).where(
+    converted = window(storage.read_delta(spark, wh.silver("conversions")), lo, day).where(
         F.col("fate") == "attributed").select(F.col("attributed_impression_id").alias("impression_id"))
     labelled = close_day(imp.where(F.col("fate") == "valid"), attributed, sivt, converted).persist()
     labels = labelled.where(~F.col("reclassified_bot")).select(*LABEL_COLUMNS, F.lit(day).alias("closed_on"))

@@ -49,7 +49,7 @@ class CleanConfig:
     lookback_days: int
     conversion_window_hours: int
     conversion_attribution: str
-    ua_hash_key: str | None
+    ua_hash_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
 
 @dataclass(frozen=True)

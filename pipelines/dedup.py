@@ -20,9 +20,10 @@ def flag_duplicates(today: DataFrame, seen_ids: DataFrame, id_col: str) -> DataF
 
     A re-delivery on a later day is a duplicate even when its event_ts is
     earlier: the first day's decision is published and stays.
-    ``seen_ids`` holds one column, ``id_col``, unique.
+    ``seen_ids`` holds ``id_col``; an id may appear more than once there (a day
+    keeps its own duplicate rows), so it is made distinct before the join.
     """
-    seen = seen_ids.select(F.col(id_col), F.lit(True).alias("__seen"))
+    seen = seen_ids.select(id_col).distinct().withColumn("__seen", F.lit(True))
     flagged = today.withColumn("__first", is_first_copy(id_col)).join(seen, on=id_col, how="left")
     return flagged.withColumn("is_duplicate", ~F.col("__first") | F.coalesce("__seen", F.lit(False))).drop(
         "__first", "__seen")

@@ -52,7 +52,7 @@ def is_wrong_type(raw: Column, kind: str) -> Column:
     if kind == "string":
         bad = raw.rlike(r"^\s*[\{\[]")  # an object or array where text belongs
     elif kind == "int":
-        bad = ~raw.rlike(INT_TEXT)
+        bad = ~raw.rlike(INT_TEXT) | raw.try_cast("int").isNull()  # includes values past the int range
     elif kind == "number":
         bad = ~raw.rlike(NUMBER_TEXT)
     elif kind == "bool":
@@ -64,7 +64,7 @@ def is_wrong_type(raw: Column, kind: str) -> Column:
 
 def is_bad_time(raw: Column, kind: str) -> Column:
     if kind == "timestamp":
-        ok = raw.rlike(RFC3339) & F.try_to_timestamp(raw).isNotNull()
+        ok = raw.rlike(RFC3339) & F.try_to_timestamp(F.upper(raw)).isNotNull()
     elif kind == "date":
         ok = raw.rlike(DATE_TEXT) & raw.try_cast("date").isNotNull()
     else:
@@ -80,7 +80,7 @@ def typed(raw: Column, kind: str) -> Column:
     if kind == "bool":
         return F.lower(raw) == "true"
     if kind == "timestamp":
-        return F.try_to_timestamp(raw)
+        return F.try_to_timestamp(F.upper(raw))  # RFC 3339 allows a lowercase "t" and "z"
     if kind == "date":
         return raw.try_cast("date")
     return raw
@@ -114,9 +114,10 @@ def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> Dat
     null for a well-formed record.
     """
     known = F.array(*[F.lit(n) for n in spec.names])
-    m = parsed_map(F.col("value"))
-    df = lines.withColumn("__m", m).withColumn(
-        "__m", F.when(~has_duplicate_keys(F.col("__m")), F.col("__m")))
+    # Parse once; __parsed is null for a line that is not a JSON object, __m also
+    # for an object with a repeated key.
+    df = lines.withColumn("__parsed", parsed_map(F.col("value"))).withColumn(
+        "__m", F.when(~has_duplicate_keys(F.col("__parsed")), F.col("__parsed")))
     raw = {f.name: raw_value(F.col("__m"), f.name) for f in spec.fields}
     df = df.select("*", *[typed(raw[f.name], f.kind).alias(f"__typed_{f.name}") for f in spec.fields])
 
@@ -125,7 +126,7 @@ def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> Dat
     bad_time = [(f.name, is_bad_time(raw[f.name], f.kind)) for f in spec.fields]
     invalid = [(f.name, _domain_violation(f, F.col(f"__typed_{f.name}"))) for f in spec.fields]
     value = F.col("value")
-    is_json_null = m.isNull()
+    is_json_null = F.col("__parsed").isNull()
     reason = (
         F.when(F.trim(F.regexp_replace(value, "^\ufeff", "")) == "", "empty_line")
         .when(F.octet_length(value) > cfg.max_line_bytes, "line_too_long")

@@ -34,20 +34,22 @@ def contract_counts(impression_fates: Mapping[str, int], click_fates: Mapping[st
     return counts
 
 
-def balance_errors(report: Mapping[str, Any], lines_read: Mapping[str, int]) -> list[str]:
+def balance_errors(report: Mapping[str, Any], sources: Mapping[str, Mapping[str, int]]) -> list[str]:
     """Every way the counts fail to add up; empty when the report balances.
 
-    ``lines_read`` is what ingest read per stream, counted independently of the
-    decisions, so a record lost between stages shows here.
+    ``sources`` holds record counts taken independently of the decisions, by
+    what counted them (for example ``{"ingest read": {...}, "bronze + quarantine
+    hold": {...}}``), so a record lost or doubled between stages shows here.
     """
     errors = []
     for stream, outcomes in (("impressions", IMPRESSION_OUTCOMES), ("clicks", CLICK_OUTCOMES)):
         total = sum(report[k] for k in outcomes)
         if total != report[f"{stream}_raw"]:
             errors.append(f"{stream}_raw = {report[f'{stream}_raw']} but its outcomes add up to {total}")
-        if stream in lines_read and lines_read[stream] != report[f"{stream}_raw"]:
-            errors.append(f"ingest read {lines_read[stream]} {stream} lines but the report accounts for "
-                          f"{report[f'{stream}_raw']}")
+        for source, counts in sources.items():
+            if stream in counts and counts[stream] != report[f"{stream}_raw"]:
+                errors.append(f"{source} {counts[stream]} {stream} lines but the report accounts for "
+                              f"{report[f'{stream}_raw']}")
     if not report["impressions_viewable"] <= report["impressions_measured"] <= report["impressions_valid"]:
         errors.append("expected impressions_viewable <= impressions_measured <= impressions_valid")
     return errors

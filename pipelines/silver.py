@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from pipelines.bots import matched_bot_pattern
 from pipelines.config import CleanConfig
-from pipelines.privacy import keyed_hash, truncate_ip
+from pipelines.privacy import KEY_COLUMN, keyed_hash, truncate_ip, with_hash_key
 from pipelines.viewability import is_measured, is_viewable, min_viewable_ms
 
 IMPRESSION_COLUMNS = ["impression_id", "event_ts", "event_date", "user_id", "ad_id", "publisher_id", "position",
@@ -24,12 +24,12 @@ CLICK_COLUMNS = ["click_id", "impression_id", "event_ts", "event_date", "user_id
 
 def prepare(bronze: DataFrame, clean: CleanConfig) -> DataFrame:
     """Add event_date, the declared-bot verdict and privacy-safe network fields; drop raw ip/user_agent."""
-    return (bronze
+    return (with_hash_key(bronze, clean.ua_hash_key)
             .withColumn("event_date", F.to_date("event_ts"))
             .withColumn("bot_pattern", matched_bot_pattern(F.col("user_agent"), clean.bot_patterns))
             .withColumn("ip_prefix", truncate_ip(F.col("ip")))
-            .withColumn("ua_hash", keyed_hash(F.col("user_agent"), clean.ua_hash_key))
-            .drop("ip", "user_agent", "extra", "_ingested_at"))
+            .withColumn("ua_hash", keyed_hash(F.col("user_agent"), F.col(KEY_COLUMN)))
+            .drop("ip", "user_agent", "extra", "_ingested_at", KEY_COLUMN))
 
 
 def decide_impressions(flagged: DataFrame, bot_user_days: DataFrame, ads: DataFrame,
@@ -51,7 +51,7 @@ def decide_impressions(flagged: DataFrame, bot_user_days: DataFrame, ads: DataFr
               .when(F.col("bot_pattern").isNotNull(), F.concat(F.lit("user agent matches "), F.col("bot_pattern")))
               .when(F.col("sivt_reason").isNotNull(), F.concat(F.lit("user-day: "), F.col("sivt_reason"))))
     min_ms = min_viewable_ms(F.col("creative_type"), clean.viewable_min_ms_display, clean.viewable_min_ms_video)
-    return df.select(
+    return df.withColumn("is_exploration", F.coalesce("is_exploration", F.lit(False))).select(
         *[c for c in IMPRESSION_COLUMNS if c not in ("is_measured", "is_viewable", "fate", "fate_detail")],
         is_measured(F.col("in_view_ms")).alias("is_measured"),
         is_viewable(F.col("in_view_ms"), min_ms).alias("is_viewable"),

@@ -49,6 +49,8 @@ def test_good_arguments_reach_the_job(capsys):
     ("spark: !!python/object/apply:os.system ['touch /tmp/pwned']\n", "is not valid YAML"),
     ("- just\n- a list\n", "must hold a mapping"),
     ("nightly:\n  x: 1\n", "unknown config section 'nightly'"),
+    ("clean:\n  lookback_days: 3\n", "must be at least ingest.max_event_lag_days"),
+    ("ingest:\n  bronze_retention_days: 5\n", "must exceed clean.lookback_days"),
 ])
 def test_bad_config_values_are_named(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"

@@ -21,7 +21,7 @@ def test_earliest_copy_wins_even_when_the_later_copy_lands_first(spark):
         ("i2", T0, 9, "b", 3),                          # byte-identical re-delivery
         ("i3", T0 - timedelta(days=1), 9, "b", 4),      # re-delivered on a later day, earlier ts
     ], BRONZE)
-    seen = spark.createDataFrame([("i3",)], "impression_id string")
+    seen = spark.createDataFrame([("i3",), ("i3",)], "impression_id string")  # a day keeps its duplicate rows
     got = flag_duplicates(today, seen, "impression_id").select("impression_id", "hour", "is_duplicate")
     expected = spark.createDataFrame([("i1", 8, True), ("i1", 9, False), ("i2", 9, False), ("i2", 9, True),
                                       ("i3", 9, True)], "impression_id string, hour int, is_duplicate boolean")

@@ -25,6 +25,8 @@ def write_landing(root):
     with gzip.open(hour / "c.jsonl.gz", "wt", encoding="utf-8") as fh:
         fh.write(GOOD % "i4" + "\n" + '{"impression_id":"i5"' + "\n")
     (hour / "notes.txt").write_text("not a log file\n")  # outside the contract's *.jsonl[.gz]
+    (hour / "d.jsonl._COPYING_").write_text("half a li")  # still being uploaded
+    (hour / ".e.jsonl").write_text("hidden\n")
 
 
 def test_ingest_reads_every_line_of_every_log_file_once(spark, tiny_cfg, tmp_path):

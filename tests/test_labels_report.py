@@ -38,7 +38,7 @@ def test_contract_counts_have_every_key_and_balance():
     assert set(CONTRACT_KEYS) <= set(counts)
     assert all(isinstance(counts[k], int) for k in CONTRACT_KEYS)
     assert counts["impressions_raw"] == 21 and counts["clicks_raw"] == 11
-    assert balance_errors(counts, {"impressions": 21, "clicks": 11}) == []
+    assert balance_errors(counts, {"ingest read": {"impressions": 21, "clicks": 11}}) == []
 
 
 @pytest.mark.parametrize("change, message", [
@@ -56,5 +56,5 @@ def test_unbalanced_reports_are_named(change, message):
 
 def test_lines_lost_between_ingest_and_decisions_are_caught():
     counts = contract_counts({"valid": 10}, {}, {}, 0, 0, 0)
-    assert balance_errors(counts, {"impressions": 11}) == [
-        "ingest read 11 impressions lines but the report accounts for 10"]
+    assert balance_errors(counts, {"ingest read": {"impressions": 11}, "bronze + quarantine hold": {"impressions": 10}}
+                          ) == ["ingest read 11 impressions lines but the report accounts for 10"]

@@ -45,6 +45,7 @@ def reasons(spark, cfg, lines, spec=IMPRESSIONS):
     (GOOD.replace("2025-03-01T08:12:03.250Z", "2025-03-01 08:12:03"), "bad_timestamp", "event_ts"),
     (GOOD.replace("2025-03-01T08:12:03.250Z", "2025-03-01"), "bad_timestamp", "event_ts"),
     (GOOD.replace('"position":2', '"position":0'), "invalid_value", "position"),
+    (GOOD.replace('"in_view_ms":1000', '"in_view_ms":2147483648'), "wrong_type", "in_view_ms"),
     (GOOD.replace('"viewable_pct":55.5', '"viewable_pct":100.5'), "invalid_value", "viewable_pct"),
     (GOOD.replace('"in_view_ms":1000', '"in_view_ms":-1'), "invalid_value", "in_view_ms"),
     (GOOD.replace("2025-03-01T08:12:03.250Z", "1970-01-01T00:00:00Z"), "timestamp_out_of_range", None),
@@ -61,9 +62,10 @@ def test_each_malformed_kind_gets_its_reason(spark, tiny_cfg, line, reason, deta
 def test_event_time_bounds_are_inclusive_of_lateness_and_skew(spark, tiny_cfg):
     # arrival day 2025-03-01, lag 7 days, skew 60 min: [2025-02-22T00:00, 2025-03-02T01:00)
     lines = [GOOD.replace("2025-03-01T08:12:03.250Z", ts) for ts in
-             ["2025-02-22T00:00:00Z", "2025-02-21T23:59:59.999Z", "2025-03-02T00:59:59Z", "2025-03-02T01:00:00Z"]]
+             ["2025-02-22T00:00:00Z", "2025-02-21T23:59:59.999Z", "2025-03-02T00:59:59Z", "2025-03-02T01:00:00Z",
+              "2025-03-01t08:12:03z"]]
     assert [r for r, _ in reasons(spark, tiny_cfg, lines)] == [None, "timestamp_out_of_range", None,
-                                                               "timestamp_out_of_range"]
+                                                               "timestamp_out_of_range", None]
 
 
 def test_line_too_long_is_quarantined_without_parsing(spark, tiny_cfg):

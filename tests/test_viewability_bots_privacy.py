@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipelines.bots import behavioural_bot_user_days, matched_bot_pattern
-from pipelines.privacy import keyed_hash, truncate_ip
+from pipelines.privacy import KEY_COLUMN, keyed_hash, truncate_ip, with_hash_key
 from pipelines.viewability import is_measured, is_viewable, min_viewable_ms
 
 
@@ -49,16 +49,30 @@ def test_behavioural_bots_strictly_over_the_limits(spark):
 
 def test_ip_truncation_v4_v6_and_garbage(spark):
     ips = ["203.0.113.77", "2001:db8:a:b::1", "2001:0db8::1", "::1", "fe80:1:2:3:4:5:6:7", "not-an-ip", None,
-           "2001:db8:bdd2:6d43:2c9d:2dc2:2bf3:1"]
+           "2001:db8:bdd2:6d43:2c9d:2dc2:2bf3:1", "203.0.113.77:51234", "1.2.3.4::", "1:2:3:4:5:6:7:8:9",
+           "2001::db8::1", "12345::1"]
     df = spark.createDataFrame([(i,) for i in ips], "ip string")
     got = [r[0] for r in df.select(truncate_ip(F.col("ip"))).collect()]
     assert got == ["203.0.113.0/24", "2001:db8:a::/48", "2001:db8:0::/48", "0:0:0::/48", "fe80:1:2::/48", None, None,
-                   "2001:db8:bdd2::/48"]
+                   "2001:db8:bdd2::/48", "203.0.113.0/24", None, None, None, None]
+
+
+def hashed(df, key):
+    return [r[0] for r in with_hash_key(df, key).select(keyed_hash(F.col("ua"), F.col(KEY_COLUMN))).collect()]
 
 
 def test_keyed_hash_needs_a_key_and_hides_the_value(spark):
     df = spark.createDataFrame([("Mozilla/5.0",), (None,)], "ua string")
-    assert [r[0] for r in df.select(keyed_hash(F.col("ua"), None)).collect()] == [None, None]
-    hashed = [r[0] for r in df.select(keyed_hash(F.col("ua"), "k1")).collect()]
-    other = [r[0] for r in df.select(keyed_hash(F.col("ua"), "k2")).collect()]
-    assert hashed[1] is None and len(hashed[0]) == 64 and "Mozilla" not in hashed[0] and hashed[0] != other[0]
+    assert hashed(df, None) == [None, None]
+    first, other = hashed(df, "k1-secret"), hashed(df, "k2-secret")
+    assert first[1] is None and len(first[0]) == 64 and "Mozilla" not in first[0] and first[0] != other[0]
+    assert first == hashed(df, "k1-secret")
+
+
+def test_hash_key_stays_out_of_query_plans_and_config_repr(spark, clean_cfg):
+    import dataclasses
+
+    df = with_hash_key(spark.createDataFrame([("Mozilla/5.0",)], "ua string"), "k1-secret")
+    plan = df.select(keyed_hash(F.col("ua"), F.col(KEY_COLUMN)))._jdf.queryExecution().toString()
+    assert "k1-secret" not in plan
+    assert "k1-secret" not in repr(dataclasses.replace(clean_cfg, ua_hash_key="k1-secret"))

@@ -185,7 +185,7 @@ def orphan_clicks(spark: SparkSession, days: DataFrame, cfg: GeneratorConfig) ->
     return base.select(
         F.format_string("clk-o-%s", "gen_key").alias("click_id"),
         F.format_string("imp-missing-%s", "gen_key").alias("impression_id"),
-        F.format_string("u%08d", F.floor(uniform(s, "ou", "gen_key") * 1000).cast("int")).alias("user_id"),
+        F.format_string("u%08d", F.floor(uniform(s, "ou", "gen_key") * 99_999_999).cast("int")).alias("user_id"),
         F.lit(USER_AGENTS["mobile"].replace("{v}", "120")).alias("user_agent"),
         F.lit("203.0.113.9").alias("ip"),
         "gen_key",

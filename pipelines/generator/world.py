@@ -59,7 +59,7 @@ def generate(spark: SparkSession, cfg: GeneratorConfig, clean: CleanConfig) -> G
     clicks = _union([natural, anomalies.repeat_clicks(natural, cfg, clean),
                      anomalies.click_anomalies(clean_imp, cfg, clean), givt_clk, sivt_clk,
                      anomalies.orphan_clicks(spark, days, cfg), delivery.duplicate_clicks(natural, cfg)], CLICK_COLS)
-    in_range = F.to_date("arrival_ts") <= F.lit(last_day)
+    in_range = F.to_date("arrival_ts").between(F.lit(cfg.start_date), F.lit(last_day))
     impressions = impressions.where(in_range)
     clicks = clicks.where(in_range)
     convs = delivery.conversions(natural, cfg, clean).where(in_range)
