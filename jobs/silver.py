@@ -28,7 +28,7 @@ from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines import silver  # noqa: E402
-from pipelines.attribution import decide_clicks  # noqa: E402
+from pipelines.attribution import decide_clicks, with_final_fates  # noqa: E402
 from pipelines.bots import behavioural_bot_user_days  # noqa: E402
 from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
@@ -119,7 +119,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
 
     report = day_report(spark, wh, day, clean.label_maturity_days)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
-    sources = {"bronze + quarantine hold": stored_counts(spark, wh, day)}
+    sources = {"bronze + quarantine hold": stored_counts(spark, wh, day, report)}
     if lines_read:
         sources["ingest read"] = lines_read
     errors = balance_errors(report, sources)
@@ -159,8 +159,8 @@ def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFra
                      .where((F.col("stream") == "impressions") & F.col("record_id").isNotNull())
                      .select(F.col("record_id").alias("impression_id"))
                      .join(decided_imp.select("impression_id"), "impression_id", "left_anti"))
-    already = (prior["clicks"].where(F.col("fate") == "attributed").select("impression_id")
-               .unionByName(prior["click_resolutions"].where(F.col("fate") == "attributed").select("impression_id")))
+    already = with_final_fates(prior["clicks"], prior["click_resolutions"]).where(
+        F.col("fate") == "attributed").select("impression_id")
     new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
     decided = decide_clicks(_pending(new, retries, day), decided_imp, malformed_ids, sivt, already,
                             clean.attribution_window_s, clean.min_dwell_ms).persist(StorageLevel.MEMORY_AND_DISK)
@@ -183,14 +183,14 @@ def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
     return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
 
 
-def stored_counts(spark: SparkSession, wh: Warehouse, day: date) -> dict[str, int]:
-    """Rows of ``day`` in bronze plus quarantine, per stream: the count the report must account for."""
-    held = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
-        F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
-    for stream in ("impressions", "clicks"):
-        bronze = storage.read_delta(spark, wh.bronze(stream)).where(F.col("dt") == F.lit(day)).count()
-        held[stream] = held.get(stream, 0) + bronze
-    return {k: v for k, v in held.items() if k in ("impressions", "clicks")}
+def stored_counts(spark: SparkSession, wh: Warehouse, day: date, report: dict) -> dict[str, int]:
+    """Rows of ``day`` in bronze plus quarantine, per stream: what the report must account for.
+
+    Bronze is counted directly, independently of the silver decisions the
+    report's outcomes come from; the quarantine count is the report's own.
+    """
+    return {stream: storage.read_delta(spark, wh.bronze(stream)).where(F.col("dt") == F.lit(day)).count()
+            + report[f"{stream}_malformed"] for stream in ("impressions", "clicks")}
 
 
 def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int) -> dict:
@@ -201,8 +201,7 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int
         F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
     view = imp.where(F.col("fate") == "valid").agg(
         F.sum(F.col("is_measured").cast("int")).alias("m"), F.sum(F.col("is_viewable").cast("int")).alias("v")).first()
-    attributed = clk.where(F.col("fate") == "attributed").select("impression_id").unionByName(
-        res.where(F.col("fate") == "attributed").select("impression_id"))
+    attributed = with_final_fates(clk, res).where(F.col("fate") == "attributed").select("impression_id")
     clicked = imp.where(F.col("fate") == "valid").join(attributed, "impression_id", "left_semi").count()
     report = {"date": day.isoformat(), **contract_counts(fate_counts(imp), fate_counts(clk), malformed,
                                                          view["m"] or 0, view["v"] or 0, clicked)}
@@ -228,10 +227,9 @@ def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: 
     flagged = flag_duplicates(bronze, prior.select("conversion_id"), "conversion_id")
     imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(F.col("fate") == "valid")
     if clean.conversion_attribution == "click":
-        attributed = (window(storage.read_delta(spark, wh.silver("clicks")), lo, day)
-                      .unionByName(window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
-                                   .drop("orphan_dt"))
-                      .where(F.col("fate") == "attributed"))
+        attributed = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
+                                      window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
+                                      ).where(F.col("fate") == "attributed")
         touch = attributed.join(imp.select("impression_id", "ad_id"), on="impression_id", how="inner").select(
             F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id", F.col("event_ts").alias("touch_ts"))
     else:
@@ -245,20 +243,17 @@ def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: 
     storage.write_partition(decided.unionByName(dups), wh.silver("conversions"), day)
 
 
-def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict | None:
+def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
     """Write silver/labels for the event day whose labels matured with this run."""
     clean = cfg.clean
     event_day = day - timedelta(days=clean.label_maturity_days)
     lo = event_day - timedelta(days=1)
     imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
         F.col("event_date") == F.lit(event_day))
-    clk = window(storage.read_delta(spark, wh.silver("clicks")), lo, day)
-    res = window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
-    attributed = clk.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts").unionByName(
-        res.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts"))
-    day_clicks = window(storage.read_delta(spark, wh.silver("clicks")), lo, day).unionByName(
-        res.drop("orphan_dt"), allowMissingColumns=True).where(
-        (F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate")).dropDuplicates(["click_id"])
+    clicks = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
+                              window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day))
+    attributed = clicks.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts")
+    day_clicks = clicks.where((F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate"))
     sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
                                      clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
     converted = window(storage.read_delta(spark, wh.silver("conversions")), lo, day).where(

@@ -22,6 +22,16 @@ from pyspark.sql import functions as F
 FATES = ["orphan", "on_bot_traffic", "invalid_time", "out_of_window", "invalid_dwell", "repeat", "attributed"]
 
 
+def with_final_fates(clicks: DataFrame, resolutions: DataFrame) -> DataFrame:
+    """Clicks with their latest fate: an orphan's resolution row replaces its orphan row.
+
+    In: silver clicks and silver click_resolutions (same columns plus orphan_dt).
+    Out: the clicks' columns, one row per decided click row.
+    """
+    resolved = resolutions.drop("orphan_dt")
+    return clicks.join(resolved.select("click_id"), on="click_id", how="left_anti").unionByName(resolved)
+
+
 def decide_clicks(pending: DataFrame, impressions: DataFrame, malformed_impression_ids: DataFrame,
                   bot_user_days: DataFrame, already_clicked: DataFrame, window_s: int,
                   min_dwell_ms: int) -> DataFrame:

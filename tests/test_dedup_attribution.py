@@ -94,3 +94,16 @@ def test_decide_clicks_never_multiplies_rows(spark):
     got = decide(spark, clicks, imps, malformed=["i9", "i9"], sivt=[("x", D), ("x", D)], already=["i7", "i7"])
     assert sorted(got) == [f"c{n}" for n in range(5)]
     assert sorted(got.values()) == ["attributed"] + ["repeat"] * 4
+
+
+def test_a_resolution_replaces_its_orphan_row(spark):
+    from pipelines.attribution import with_final_fates
+
+    clicks = spark.createDataFrame([("c1", "orphan", D), ("c2", "attributed", D), ("c2", "duplicate", D)],
+                                   "click_id string, fate string, dt date")
+    resolutions = spark.createDataFrame([("c1", "attributed", date(2025, 3, 2), D)],
+                                        "click_id string, fate string, dt date, orphan_dt date")
+    got = with_final_fates(clicks, resolutions)
+    expected = spark.createDataFrame([("c1", "attributed", date(2025, 3, 2)), ("c2", "attributed", D),
+                                      ("c2", "duplicate", D)], "click_id string, fate string, dt date")
+    assertDataFrameEqual(got, expected)
