@@ -61,15 +61,6 @@ def check_storage_uri(text: str, what: str) -> str:
     return text.rstrip("/") or "/"
 
 
-def is_local(uri: str) -> bool:
-    match = _URI.match(uri)
-    return match is None or match.group("scheme").lower() == "file"
-
-
-def local_path(uri: str) -> Path:
-    return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-
-
 def parse_spark_conf(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:

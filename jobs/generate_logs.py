@@ -48,28 +48,16 @@ def check_natural_agents(clean: CleanConfig) -> None:
 
 
 def _move_outputs(spark: SparkSession, tmp: str, dest_for: callable) -> int:  # noqa: ANN001
-    """Rename Spark's part files to the contract's names; returns how many were moved."""
-    jvm = spark.sparkContext._jvm
-    fs, root = storage._fs_path(spark, tmp)
-    # On the local file system, move through the raw file system so Hadoop's
-    # .crc side files stay behind and are deleted with the temp folder.
-    fs = fs.getRawFileSystem() if hasattr(fs, "getRawFileSystem") else fs
-    it = fs.listFiles(root, True)
-    files = []
-    while it.hasNext():
-        files.append(it.next().getPath().toString())
+    """Rename Spark's part files to the contract's names; returns how many were moved.
+
+    Hadoop's .crc side files are not moved; they go with the temp folder.
+    """
     moved = 0
-    for src in sorted(files):
-        name = src.rsplit("/", 1)[1]
-        if not name.startswith("part-"):
-            continue
-        dest = dest_for(src)
-        if dest is None:
-            continue
-        fs.mkdirs(jvm.org.apache.hadoop.fs.Path(dest.rsplit("/", 1)[0]))
-        if not fs.rename(jvm.org.apache.hadoop.fs.Path(src), jvm.org.apache.hadoop.fs.Path(dest)):
-            raise OSError(f"could not move {src} to {dest}")
-        moved += 1
+    for src in storage.list_files(spark, tmp):
+        dest = dest_for(src) if src.rsplit("/", 1)[1].startswith("part-") else None
+        if dest is not None:
+            storage.rename(spark, src, dest)
+            moved += 1
     storage.delete(spark, tmp)
     return moved
 

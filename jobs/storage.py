@@ -62,9 +62,27 @@ def write_json(spark: SparkSession, uri: str, payload: dict[str, Any]) -> None:
     write_text(spark, uri, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _raw(fs):  # noqa: ANN001, ANN202 - py4j objects
+    """The file system without Hadoop's .crc side files (local paths); others as they are."""
+    return fs.getRawFileSystem() if hasattr(fs, "getRawFileSystem") else fs
+
+
+def list_files(spark: SparkSession, root: str) -> list[str]:
+    """Every file below ``root``, recursively, sorted."""
+    fs, path = _fs_path(spark, root)
+    it = _raw(fs).listFiles(path, True)
+    files = []
+    while it.hasNext():
+        files.append(it.next().getPath().toString())
+    return sorted(files)
+
+
 def rename(spark: SparkSession, src: str, dst: str) -> None:
+    """Move one file, creating the destination folder; a local .crc side file stays behind."""
     fs, src_path = _fs_path(spark, src)
     _, dst_path = _fs_path(spark, dst)
+    fs = _raw(fs)
+    fs.mkdirs(dst_path.getParent())
     if not fs.rename(src_path, dst_path):
         raise OSError(f"could not rename {src} to {dst}")
 

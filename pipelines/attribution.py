@@ -19,9 +19,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-FATES = ["orphan", "on_bot_traffic", "invalid_time", "out_of_window", "invalid_dwell", "repeat", "attributed"]
-
-
 def with_final_fates(clicks: DataFrame, resolutions: DataFrame) -> DataFrame:
     """Clicks with their latest fate: an orphan's resolution row replaces its orphan row.
 

@@ -26,10 +26,6 @@ AD_SKEW = 2.5        # share of the hottest ad ~ n_ads ** (-1 / AD_SKEW)
 PUBLISHER_SKEW = 2.0
 
 
-def micros(ts: F.Column) -> F.Column:
-    return F.unix_micros(ts)
-
-
 def add_seconds(ts: F.Column, seconds: F.Column) -> F.Column:
     return F.timestamp_micros(F.unix_micros(ts) + seconds.cast("long") * 1_000_000)
 
@@ -55,7 +51,7 @@ def impressions(users: DataFrame, days: DataFrame, ads: DataFrame, pubs: DataFra
     hour = pick(uniform(s, "hour", key), list(range(24)), DIURNAL)
     second = F.floor(uniform(s, "sec", key) * 3600)
     millis = F.floor(uniform(s, "ms", key) * 1000)
-    event_us = (micros(F.col("day").cast("timestamp")) + (hour * 3600 + second) * 1_000_000 + millis * 1000)
+    event_us = (F.unix_micros(F.col("day").cast("timestamp")) + (hour * 3600 + second) * 1_000_000 + millis * 1000)
     explore = uniform(s, "explore", key) < 0.05
     position = F.when(explore, (F.floor(uniform(s, "xpos", key) * 6) + 1).cast("int")).otherwise(
         pick(uniform(s, "pos", key), POSITIONS, POSITION_WEIGHTS))
