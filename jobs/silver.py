@@ -199,18 +199,21 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int
     imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
     malformed = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
         F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
-    view = imp.where(F.col("fate") == "valid").agg(
-        F.sum(F.col("is_measured").cast("int")).alias("m"), F.sum(F.col("is_viewable").cast("int")).alias("v")).first()
+    # One pass over the day's impressions: outcomes, viewability, and valid ones
+    # whose event day had already closed when they landed (counted, in no labels).
+    closed_before = day - timedelta(days=maturity_days)
+    by_fate = {r["fate"]: r for r in imp.groupBy("fate").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.col("is_measured").cast("int")).alias("m"),
+        F.sum(F.col("is_viewable").cast("int")).alias("v"),
+        F.sum((F.col("event_date") < F.lit(closed_before)).cast("int")).alias("late")).collect()}
+    valid = by_fate.get("valid")
     attributed = with_final_fates(clk, res).where(F.col("fate") == "attributed").select("impression_id")
     clicked = imp.where(F.col("fate") == "valid").join(attributed, "impression_id", "left_semi").count()
-    report = {"date": day.isoformat(), **contract_counts(fate_counts(imp), fate_counts(clk), malformed,
-                                                         view["m"] or 0, view["v"] or 0, clicked)}
+    report = {"date": day.isoformat(), **contract_counts(
+        {f: r["n"] for f, r in by_fate.items()}, fate_counts(clk), malformed,
+        (valid["m"] or 0) if valid else 0, (valid["v"] or 0) if valid else 0, clicked)}
     report["orphans_resolved"] = fate_counts(res)
-    # Valid impressions whose event day had already closed when they landed: in
-    # this day's counts, but in no labels (training uses final labels only).
-    closed_before = day - timedelta(days=maturity_days)
-    report["impressions_valid_after_close"] = imp.where(
-        (F.col("fate") == "valid") & (F.col("event_date") < F.lit(closed_before))).count()
+    report["impressions_valid_after_close"] = (valid["late"] or 0) if valid else 0
     report["conversions"] = fate_counts(part("conversions"))
     return report
 
