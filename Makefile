@@ -24,7 +24,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,quality,train]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned packages
