@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from datetime import date
@@ -22,10 +23,13 @@ from pipelines.config import (
     CleanConfig,
     GeneratorConfig,
     GeneratorRates,
+    GoldConfig,
     IngestConfig,
     PathsConfig,
     SparkConfig,
+    TrainingSetConfig,
 )
+from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -94,11 +98,15 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(_check_value(v, str, f"{where}[{i}]") for i, v in enumerate(value))
+        item = typing.get_args(hint)[0]
+        return tuple(_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        item = typing.get_args(hint)[1]
+        if item is str:  # free-form settings such as spark.conf: passed on as text
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return {str(k): _check_value(v, item, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, where)
     raise ConfigError(f"{where}: unsupported type {hint}")  # programming error, not user input
@@ -189,6 +197,44 @@ def _validate(cfg: AppConfig) -> None:
                      f"generator.rates.{f.name} must be between 0 and 0.2, got {value}")
 
 
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+FEATURE_STATS = ("imps", "clicks", "viewable", "conv", "ctr", "vctr", "users")
+
+
+def _validate_gold(cfg: AppConfig) -> None:
+    gold, ts = cfg.gold, cfg.training_set
+    windows = gold.windows_days
+    _require(bool(windows) and all(1 <= w <= 366 for w in windows) and len(set(windows)) == len(windows),
+             f"gold.windows_days must be distinct whole numbers of days between 1 and 366, got {list(windows)}")
+    _require(bool(gold.entities), "gold.entities must name at least one entity")
+    for name, keys in gold.entities.items():
+        _require(bool(IDENTIFIER.match(name)), f"gold.entities: {name!r} must be lower_snake_case")
+        _require(bool(keys), f"gold.entities.{name} must list its key columns")
+        for key in keys:
+            _require(key in ENTITY_KEY_COLUMNS, f"gold.entities.{name}: unknown key column {key!r} "
+                                                f"(choose from {', '.join(ENTITY_KEY_COLUMNS)})")
+    for name in gold.distinct_users_for:
+        _require(name in gold.entities, f"gold.distinct_users_for: {name!r} is not one of gold.entities")
+        _require("user_id" not in gold.entities[name],
+                 f"gold.distinct_users_for: {name!r} is keyed by user_id, so it has one user by definition")
+    p = gold.prior
+    _require(p.min_impressions >= 1 and p.min_keys >= 2, "gold.prior.min_impressions must be >= 1 and "
+                                                         "gold.prior.min_keys >= 2")
+    _require(0 < p.fallback_strength <= p.max_strength, "gold.prior.fallback_strength must be > 0 and at most "
+                                                        "gold.prior.max_strength")
+    _require(gold.broadcast_max_keys >= 0, "gold.broadcast_max_keys must be >= 0")
+    _require(ts.train_days >= 1 and ts.validation_days >= 1 and ts.test_days >= 1,
+             "training_set.train_days, validation_days and test_days must each be at least 1")
+    _require(0 < ts.neg_keep_rate <= 1, f"training_set.neg_keep_rate must be in (0, 1], got {ts.neg_keep_rate}")
+    for stat in ts.stats:
+        _require(stat in FEATURE_STATS, f"training_set.stats: unknown statistic {stat!r} "
+                                        f"(choose from {', '.join(FEATURE_STATS)})")
+    for col in ts.categorical:
+        _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
+                                             f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
+    _require(ts.min_category_count >= 1, "training_set.min_category_count must be at least 1")
+
+
 def load_config(
     env: str | None = None,
     extra_files: typing.Sequence[str] = (),
@@ -221,12 +267,14 @@ def load_config(
         raise ConfigError(f"unknown config section {unknown[0]!r} (known: {', '.join(sections)})")
     built = {}
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
-                      ("clean", CleanConfig), ("generator", GeneratorConfig)):
+                      ("clean", CleanConfig), ("generator", GeneratorConfig), ("gold", GoldConfig),
+                      ("training_set", TrainingSetConfig)):
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
     cfg = AppConfig(**built)
     _validate(cfg)
+    _validate_gold(cfg)
     return cfg
 
 

@@ -31,6 +31,9 @@ class Warehouse:
     def silver(self, name: str) -> str:
         return f"{self.root}/silver/{name}"
 
+    def gold(self, name: str) -> str:
+        return f"{self.root}/gold/{name}"
+
     @property
     def quarantine(self) -> str:
         return f"{self.root}/bronze/quarantine"

@@ -4,7 +4,8 @@
 
 Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
 bots, attribution with late data and orphan retries, viewability, closing the
-day whose labels matured). Writes the run report to
+day whose labels matured), gold (that day's partial aggregates and the feature
+snapshot as of the day after it). Writes the run report to
 <warehouse>/reports/dt=<date>/run_report.json and a readable summary.md beside
 it. Re-running a date replaces that date's partitions: the result is the same
 as running it once.
@@ -21,6 +22,7 @@ if __package__ in (None, ""):
 
 from jobs import storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
+from jobs.gold import run_gold  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
 from jobs.silver import run_silver  # noqa: E402
@@ -43,14 +45,18 @@ def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
     t0 = time.monotonic()
-    log.info("[1/2] ingest dt=%s", day)
+    log.info("[1/3] ingest dt=%s", day)
     lines = run_ingest(spark, cfg, day)
     times["ingest"] = time.monotonic() - t0
     t1 = time.monotonic()
-    log.info("[2/2] silver dt=%s", day)
+    log.info("[2/3] silver dt=%s", day)
     lines_read = {stream: sum(counts.values()) for stream, counts in lines.items()}
     report = run_silver(spark, cfg, day, lines_read)
     times["silver"] = time.monotonic() - t1
+    t2 = time.monotonic()
+    log.info("[3/3] gold dt=%s", day)
+    report["gold"] = run_gold(spark, cfg, day)
+    times["gold"] = time.monotonic() - t2
     report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {
         s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}

@@ -97,7 +97,8 @@ def is_delta(spark: SparkSession, uri: str) -> bool:
     return exists(spark, uri) and DeltaTable.isDeltaTable(spark, uri)
 
 
-def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt") -> None:
+def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
+                    also_partition_by: tuple[str, ...] = ()) -> None:
     """Replace exactly one date partition of a Delta table (created if absent).
 
     replaceWhere makes the write idempotent: a re-run replaces the day's rows in
@@ -106,8 +107,15 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt") -> N
     (df.write.format("delta")
      .mode("overwrite")
      .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'")
-     .partitionBy(column)
+     .partitionBy(column, *also_partition_by)
      .save(uri))
+
+
+def table_version(spark: SparkSession, uri: str) -> int | None:
+    """The newest committed version of a Delta table, or None when there is no table."""
+    if not is_delta(spark, uri):
+        return None
+    return DeltaTable.forPath(spark, uri).history(1).select("version").first()[0]
 
 
 def read_delta(spark: SparkSession, uri: str) -> DataFrame:

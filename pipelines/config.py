@@ -53,6 +53,42 @@ class CleanConfig:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """How the empirical-Bayes (Beta) prior of each entity type's rates is fitted."""
+    min_impressions: int      # keys with fewer impressions in the window do not inform the prior
+    min_keys: int             # fewer informative keys than this: fall back to the global rate
+    fallback_strength: float  # alpha + beta of the fallback prior
+    max_strength: float       # cap on alpha + beta, so a near-constant rate cannot drown all evidence
+
+
+@dataclass(frozen=True)
+class GoldConfig:
+    windows_days: tuple[int, ...]
+    # entity name -> the columns of its key (from labels joined with the dimension snapshots)
+    entities: dict[str, tuple[str, ...]]
+    # entities whose daily partials also carry a mergeable sketch of their distinct users
+    distinct_users_for: tuple[str, ...]
+    prior: PriorConfig
+    # a feature snapshot with at most this many keys is broadcast to the impressions it is joined to
+    broadcast_max_keys: int
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    train_days: int
+    validation_days: int
+    test_days: int
+    # share of negative (unclicked) impressions kept in the train split; 1.0 keeps all
+    neg_keep_rate: float
+    seed: int
+    # statistics of each entity and window that become feature columns
+    stats: tuple[str, ...]
+    categorical: tuple[str, ...]
+    # a category value seen fewer times than this in the train window is coded 0 (unknown)
+    min_category_count: int
+
+
+@dataclass(frozen=True)
 class GeneratorRates:
     malformed: float
     duplicate: float
@@ -95,3 +131,5 @@ class AppConfig:
     ingest: IngestConfig
     clean: CleanConfig
     generator: GeneratorConfig
+    gold: GoldConfig
+    training_set: TrainingSetConfig

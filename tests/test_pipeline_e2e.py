@@ -159,3 +159,28 @@ def test_retention_deletes_old_bronze_and_quarantine(spark, generated, tmp_path)
     assert min(r[0] for r in storage.read_delta(spark, wh.quarantine).select("dt").distinct().collect()) >= cutoff
     stale = [p for p in (copy / "bronze" / "impressions").iterdir() if p.name < f"dt={cutoff}" and p.name.startswith("dt=")]
     assert all(not any(x.suffix == ".parquet" for x in p.iterdir()) for p in stale)
+
+
+def test_gold_partials_match_labels_and_feed_next_days_snapshot(spark, generated):
+    from pyspark.sql import functions as F
+
+    from jobs import storage
+    from jobs.layout import Warehouse
+
+    cfg, expected, reports = generated
+    wh = Warehouse(cfg.paths.warehouse)
+    closed = reports[max(reports)]["closed_day"]["event_date"]
+    labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date") == closed)
+    partials = storage.read_delta(spark, wh.gold("entity_day")).where(F.col("event_date") == closed)
+    per_entity = {r["entity"]: (r["imps"], r["clicks"]) for r in partials.groupBy("entity").agg(
+        F.sum("impressions").alias("imps"), F.sum("clicks").alias("clicks")).collect()}
+    totals = labels.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("clicked").cast("long")).alias("c")).first()
+    # Every labelled impression has a user and an ad, so those entities account for all of them.
+    assert per_entity["user"] == per_entity["ad"] == per_entity["user_x_ad"] == (totals["n"], totals["c"])
+    as_of = reports[max(reports)]["gold"]["features_as_of"]
+    features = storage.read_delta(spark, wh.gold("features")).where(
+        (F.col("as_of_date") == as_of) & (F.col("entity") == "ad"))
+    window = features.agg(F.sum("imps_1d").alias("n"), F.sum("clicks_1d").alias("c"),
+                          F.min("ctr_1d").alias("lo"), F.max("ctr_1d").alias("hi")).first()
+    assert (window["n"], window["c"]) == (totals["n"], totals["c"])
+    assert 0 < window["lo"] <= window["hi"] < 1

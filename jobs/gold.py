@@ -1,0 +1,139 @@
+"""Gold for one arrival date: the closed day's partial aggregates and the next day's feature snapshot.
+
+    spark-submit jobs/gold.py --date 2025-03-03 [--landing URI] [--warehouse URI]
+
+The nightly run of arrival date D closes event day E = D - label_maturity_days.
+This job then writes (each a replaceWhere of one partition, so a re-run replaces):
+  gold/entity_day   partials of event day E, one row per entity key (event_date = E)
+  gold/features     windowed history of every key as of day E + 1 (as_of_date = E + 1):
+                    the features of impressions on E + 1, from event days before it only
+  gold/priors       the Beta priors of each entity type's rates as of E + 1
+Only partials are read to assemble the windows: a night never rescans weeks of events.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark import StorageLevel  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.cli import base_parser, run_main  # noqa: E402
+from jobs.layout import Warehouse  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig  # noqa: E402
+from pipelines.features import (  # noqa: E402
+    PARTIAL_COLUMNS,
+    daily_partials,
+    fit_beta_priors,
+    snapshot_columns,
+    window_snapshot,
+    with_smoothed_rates,
+)
+from pipelines.training_set import one_row_per_key_and_day, with_dimensions  # noqa: E402
+
+log = logging.getLogger("ctr.gold")
+
+DIMENSION_LOOKBACK_DAYS = 7
+DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
+PARTIALS_DDL = ("entity string, key string, impressions long, measured long, viewable long, clicks long, "
+                "viewable_clicks long, conversions long, last_impression_ts timestamp, last_click_ts timestamp, "
+                "users_sketch binary, event_date date")
+PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
+
+
+def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> dict[str, DataFrame]:
+    """The dimension snapshots days first .. last can see, one row per key and delivery day.
+
+    Snapshots land daily, so looking back a week before ``first`` finds the one
+    in force without reading every snapshot ever delivered.
+    """
+    out = {}
+    for name, key in DIMENSION_KEYS.items():
+        uri = wh.bronze(name)
+        if storage.is_delta(spark, uri):
+            rows = storage.read_delta(spark, uri).where(
+                F.col("dt").between(F.lit(first - timedelta(days=DIMENSION_LOOKBACK_DAYS)), F.lit(last)))
+        else:  # no snapshot yet: every attribute is unknown, which the features tolerate
+            cols = {"users": "segment", "ads": "campaign_id string, category", "campaigns": "advertiser_id",
+                    "publishers": "category"}[name]
+            rows = spark.createDataFrame([], f"{key} string, {cols} string, dt date, _source_file string, "
+                                             "_line_hash long")
+        out[name] = one_row_per_key_and_day(rows, key)
+    return out
+
+
+def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> DataFrame:
+    labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date").between(F.lit(first),
+                                                                                              F.lit(last)))
+    dims = dimensions(spark, wh, first, last)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"])
+
+
+def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date) -> None:
+    gold = cfg.gold
+    if not storage.is_delta(spark, wh.gold("entity_day")):
+        spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
+            wh.gold("entity_day"))
+    # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
+    events = labels_with_dimensions(spark, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
+    partials = daily_partials(events, gold.entities, gold.distinct_users_for)
+    storage.write_partition(partials.select(*PARTIAL_COLUMNS), wh.gold("entity_day"), event_day, "event_date")
+    events.unpersist()
+
+
+def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date) -> dict[str, int]:
+    """Assemble the windows as of ``as_of`` from partials; returns keys per entity."""
+    gold = cfg.gold
+    raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days).persist()
+    priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
+    storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date")
+    features = with_smoothed_rates(raw, priors, gold.windows_days)
+    storage.write_partition(features.select(*snapshot_columns(gold.windows_days)), wh.gold("features"), as_of,
+                            "as_of_date", also_partition_by=("entity",))
+    keys = {r["entity"]: r["n"] for r in raw.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()}
+    for r in priors.where(F.col("window_days") == max(gold.windows_days)).orderBy("entity", "rate").collect():
+        log.info("  prior %-22s %-4s %2dd: mean %.4f strength %9.1f from %d keys", r["entity"], r["rate"],
+                 r["window_days"], r["mean"], r["strength"], r["keys"])
+    raw.unpersist()
+    priors.unpersist()
+    return keys
+
+
+def run_gold(spark: SparkSession, cfg: AppConfig, day: date) -> dict:
+    """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
+    wh = Warehouse(cfg.paths.warehouse)
+    started = time.monotonic()
+    event_day = day - timedelta(days=cfg.clean.label_maturity_days)
+    write_partials(spark, cfg, wh, event_day)
+    as_of = event_day + timedelta(days=1)
+    keys = write_snapshot(spark, cfg, wh, as_of)
+    seconds = time.monotonic() - started
+    log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
+             f"{sum(keys.values()):,}", seconds)
+    return {"partials_event_date": event_day.isoformat(), "features_as_of": as_of.isoformat(),
+            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0])
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        run_gold(spark, cfg, args.date)
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Build the point-in-time training set: closed labels joined as of their day with features and dimensions.
+
+    spark-submit jobs/training_set.py [--end YYYY-MM-DD] [--warehouse URI]
+
+Covers train_days + validation_days + test_days event days ending at --end
+(default: the newest closed label day). Each impression gets the features of the
+snapshot as of its own event day, which holds only earlier days. Category codes
+are fitted on the train days only. Writes, replacing the previous set:
+  gold/training_set            Delta, partitioned by event_date (schema: pipelines/training_set.py)
+  gold/encodings               the category vocabularies used (column, value, code, count)
+  gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta versions
+The training set's Delta version is recorded there and in the commit's userMetadata.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main  # noqa: E402
+from jobs.gold import labels_with_dimensions, write_snapshot  # noqa: E402
+from jobs.layout import Warehouse  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig  # noqa: E402
+from pipelines.training_set import (  # noqa: E402
+    TRAINING_SET_BASE_COLUMNS,
+    apply_vocabularies,
+    assign_splits,
+    downsample_negatives,
+    feature_names,
+    fit_vocabularies,
+    join_features,
+    span,
+)
+
+log = logging.getLogger("ctr.training_set")
+
+
+class MissingHistory(RuntimeError):
+    """The training set needs days that gold has not processed."""
+
+
+def newest_closed_day(spark: SparkSession, wh: Warehouse) -> date | None:
+    uri = wh.silver("labels")
+    if not storage.is_delta(spark, uri):
+        return None
+    return storage.read_delta(spark, uri).agg(F.max("event_date")).first()[0]
+
+
+def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: date, last: date) -> None:
+    """Every as-of day of the span needs a feature snapshot; build the missing ones from partials."""
+    have = set()
+    if storage.is_delta(spark, wh.gold("priors")):
+        have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).select("as_of_date").distinct().collect()}
+    missing = [first + timedelta(days=i) for i in range((last - first).days + 1)
+               if first + timedelta(days=i) not in have]
+    if missing and not storage.is_delta(spark, wh.gold("entity_day")):
+        raise MissingHistory("no gold partials yet: run the nightly job (or jobs/gold.py) for the days first")
+    for day in missing:
+        log.info("feature snapshot as of %s is missing: building it from the partials", day)
+        write_snapshot(spark, cfg, wh, day)
+
+
+def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
+    wh, ts, gold = Warehouse(cfg.paths.warehouse), cfg.training_set, cfg.gold
+    started = time.monotonic()
+    newest = newest_closed_day(spark, wh)
+    if newest is None:
+        raise MissingHistory("no closed labels yet: run the nightly job for a few days first")
+    end = end or newest
+    if end > newest:
+        raise MissingHistory(f"labels are closed up to {newest}; a training set cannot end on {end}")
+    first, last = span(end, ts.train_days, ts.validation_days, ts.test_days)
+    log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
+             ts.validation_days, ts.test_days)
+    ensure_snapshots(spark, cfg, wh, first, last)
+
+    # Checkpointed (not only cached): the dimension joins, ten entity joins and the encodings in one
+    # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
+    rows = assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
+                         ts.test_days).localCheckpoint(eager=True)
+    features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(first),
+                                                                                                 F.lit(last)))
+    priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(first),
+                                                                                             F.lit(last)))
+    small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
+                  if r["n"] <= gold.broadcast_max_keys)
+    names = feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for)
+    joined = join_features(rows, features, priors, gold.entities, gold.windows_days, ts.stats,
+                           gold.distinct_users_for, broadcast_entities=small).localCheckpoint(eager=True)
+    vocab = fit_vocabularies(joined.where(F.col("split") == "train"), ts.categorical,
+                             ts.min_category_count).persist()
+    coded = apply_vocabularies(joined.withColumn("label", F.col("clicked").cast("int"))
+                               .withColumn("converted", F.col("converted").cast("int")), vocab, ts.categorical)
+    out = downsample_negatives(coded, ts.neg_keep_rate, ts.seed).select(
+        *TRAINING_SET_BASE_COLUMNS, *names, *[f"c_{c}" for c in ts.categorical])
+
+    manifest = {"first_day": first.isoformat(), "last_day": last.isoformat(),
+                "splits": {"train": [first.isoformat(), (last - timedelta(days=ts.test_days + ts.validation_days)).isoformat()],
+                           "validation": [(last - timedelta(days=ts.test_days + ts.validation_days - 1)).isoformat(),
+                                          (last - timedelta(days=ts.test_days)).isoformat()],
+                           "test": [(last - timedelta(days=ts.test_days - 1)).isoformat(), last.isoformat()]},
+                "neg_keep_rate": ts.neg_keep_rate, "label": "label", "split": "split", "group": "user_id",
+                "numeric_features": names, "categorical_features": [f"c_{c}" for c in ts.categorical],
+                "windows_days": list(gold.windows_days)}
+    (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+     .option("userMetadata", json.dumps({"training_set": manifest}))
+     .partitionBy("event_date").save(wh.gold("training_set")))
+    vocab.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(wh.gold("encodings"))
+    counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))
+              .groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()}
+    manifest.update({
+        "path": wh.gold("training_set"), "version": storage.table_version(spark, wh.gold("training_set")),
+        "encodings_version": storage.table_version(spark, wh.gold("encodings")),
+        "rows": {k: v[0] for k, v in sorted(counts.items())}, "clicks": {k: v[1] for k, v in sorted(counts.items())},
+        "seconds": round(time.monotonic() - started, 1)})
+    storage.write_json(spark, wh.gold("training_set.json"), manifest)
+    vocab.unpersist()
+    for split in ("train", "validation", "test"):
+        n, c = counts.get(split, (0, 0))
+        log.info("  %-10s %10s rows %8s clicks (%s)", split, f"{n:,}", f"{c:,}", " .. ".join(manifest["splits"][split]))
+    log.info("training set version %s with %d features written in %.1fs: %s", manifest["version"],
+             len(names) + len(ts.categorical), manifest["seconds"], wh.gold("training_set"))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0], needs_date=False)
+    parser.add_argument("--end", type=parse_date, help="last event day of the test split (default: newest closed day)")
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        try:
+            run_training_set(spark, cfg, args.end)
+        except MissingHistory as err:
+            log.error("%s", err)
+            return EXIT_RUNTIME
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Per-entity history: daily partial aggregates, and the windowed snapshots assembled from them.
+
+A night adds one day of partials (one row per entity key and event day) and
+assembles every window from partials alone, so no night rescans weeks of raw
+events. A snapshot *as of* day A holds what was known before A began: the
+partials of event days A - w .. A - 1. The as-of day itself never counts, which
+is what keeps an impression's own click out of its features.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.config import PriorConfig
+
+# Columns an entity key may be built from: the labels' own plus the dimension attributes.
+ENTITY_KEY_COLUMNS = ("user_id", "ad_id", "publisher_id", "campaign_id", "advertiser_id", "ad_category",
+                      "publisher_category", "segment", "device_type", "country")
+CATEGORICAL_COLUMNS = ("device_type", "country", "creative_type", "ad_category", "publisher_category", "segment",
+                       "ad_id", "publisher_id", "campaign_id", "advertiser_id")
+KEY_SEPARATOR = "\u001f"  # never inside an id, so (a, bc) and (ab, c) stay different keys
+COUNTS = ("impressions", "measured", "viewable", "clicks", "viewable_clicks", "conversions")
+PARTIAL_COLUMNS = ("entity", "key", *COUNTS, "last_impression_ts", "last_click_ts", "users_sketch", "event_date")
+# name in the snapshot -> daily partial it sums
+WINDOW_SUMS = {"imps": "impressions", "measured": "measured", "viewable": "viewable", "clicks": "clicks",
+               "viewable_clicks": "viewable_clicks", "conv": "conversions"}
+# smoothed rate -> (successes, trials)
+RATES = {"ctr": ("clicks", "imps"), "vctr": ("viewable_clicks", "viewable")}
+
+
+def entity_key(columns: tuple[str, ...]) -> Column:
+    """The key of one entity; null when any part is unknown (such a row belongs to no key)."""
+    known = F.lit(True)
+    for c in columns:
+        known = known & F.col(c).isNotNull()
+    return F.when(known, F.concat_ws(KEY_SEPARATOR, *[F.col(c) for c in columns]))
+
+
+def snapshot_columns(windows: tuple[int, ...]) -> list[str]:
+    """The feature snapshot's columns, in order."""
+    per_window = [f"{name}_{w}d" for w in sorted(windows) for name in (*WINDOW_SUMS, "users", *RATES)]
+    return ["entity", "key", *per_window, "last_impression_ts", "last_click_ts", "as_of_date"]
+
+
+def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
+                   distinct_users_for: tuple[str, ...]) -> DataFrame:
+    """One row per (entity, key, event_date) of labelled impressions.
+
+    In: labels with their dimension attributes (event_date, event_ts, user_id,
+    every key column, is_measured, is_viewable, clicked, click_ts, converted).
+    Out: PARTIAL_COLUMNS. ``users_sketch`` is an HLL sketch of the key's distinct
+    users for the entities in ``distinct_users_for`` (null for the others):
+    sketches merge across days where distinct counts cannot.
+    """
+    # One pass: every impression becomes one row per entity, then one aggregation.
+    # The map-side partial aggregation collapses a hot ad or publisher before the shuffle.
+    per_entity = F.array(*[F.struct(F.lit(name).alias("entity"), entity_key(keys).alias("key"))
+                           for name, keys in entities.items()])
+    exploded = (events.select("event_date", "event_ts", "user_id", "is_measured", "is_viewable", "clicked",
+                              "click_ts", "converted", F.explode(per_entity).alias("e"))
+                .where(F.col("e.key").isNotNull())
+                .select("e.entity", "e.key", "event_date", "event_ts", "user_id", "is_measured", "is_viewable",
+                        "clicked", "click_ts", "converted"))
+    as_long = lambda flag: F.sum(F.col(flag).cast("long"))  # noqa: E731
+    counts = exploded.groupBy("entity", "key", "event_date").agg(
+        F.count(F.lit(1)).alias("impressions"), as_long("is_measured").alias("measured"),
+        as_long("is_viewable").alias("viewable"), as_long("clicked").alias("clicks"),
+        F.sum((F.col("clicked") & F.col("is_viewable")).cast("long")).alias("viewable_clicks"),
+        as_long("converted").alias("conversions"), F.max("event_ts").alias("last_impression_ts"),
+        F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"))
+    # Sketches only for the few entities that want them: an HLL buffer per user-level key would not be cheap.
+    sketches = (exploded.where(F.col("entity").isin(list(distinct_users_for)))
+                .groupBy("entity", "key", "event_date").agg(F.hll_sketch_agg("user_id").alias("users_sketch")))
+    return counts.join(sketches, on=["entity", "key", "event_date"], how="left").select(*PARTIAL_COLUMNS)
+
+
+def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...]) -> DataFrame:
+    """Raw window counts of every key with events in the longest window before ``as_of``.
+
+    In: PARTIAL_COLUMNS (any days; only the window's are used).
+    Out: entity, key, ``<count>_<w>d`` for every count of WINDOW_SUMS and ``users_<w>d``,
+    last_impression_ts, last_click_ts (within the longest window), as_of_date.
+    """
+    # 1. Only event days strictly before the as-of day: the as-of day and later are the future.
+    first = as_of - timedelta(days=max(windows))
+    history = partials.where(F.col("event_date").between(F.lit(first), F.lit(as_of - timedelta(days=1))))
+    # 2. Each window sums the days on or after its first day: w = 1 is exactly the previous day.
+    aggs = []
+    for w in sorted(windows):
+        inside = F.col("event_date") >= F.lit(as_of - timedelta(days=w))
+        aggs += [F.coalesce(F.sum(F.when(inside, F.col(src))), F.lit(0)).cast("long").alias(f"{name}_{w}d")
+                 for name, src in WINDOW_SUMS.items()]
+        aggs.append(F.hll_sketch_estimate(F.hll_union_agg(F.when(inside, F.col("users_sketch")))).alias(
+            f"users_{w}d"))
+    aggs += [F.max("last_impression_ts").alias("last_impression_ts"), F.max("last_click_ts").alias("last_click_ts")]
+    return history.groupBy("entity", "key").agg(*aggs).withColumn("as_of_date", F.lit(as_of))
+
+
+def fit_beta_priors(snapshot: DataFrame, windows: tuple[int, ...], prior: PriorConfig) -> DataFrame:
+    """An empirical-Bayes Beta(alpha, beta) prior per entity type, window and rate, by the method of moments.
+
+    In: the output of window_snapshot. Out: entity, rate (ctr | vctr), window_days,
+    keys (informative keys), mean, strength (alpha + beta), alpha, beta.
+
+    The spread of observed rates overstates the spread of true rates by the
+    binomial noise m(1 - m) E[1/n]; that noise is subtracted before solving
+    strength = m(1 - m) / var - 1. With too few informative keys the prior falls
+    back to the entity type's pooled rate with ``fallback_strength``; when the
+    rates vary no more than noise, the prior is as strong as ``max_strength``.
+    """
+    cells = F.array(*[F.struct(F.lit(rate).alias("rate"), F.lit(w).alias("window_days"),
+                               F.col(f"{num}_{w}d").cast("double").alias("k"),
+                               F.col(f"{den}_{w}d").cast("double").alias("n"))
+                      for w in sorted(windows) for rate, (num, den) in RATES.items()])
+    long = snapshot.select("entity", F.explode(cells).alias("c")).select("entity", "c.*")
+    informative = F.col("n") >= F.lit(prior.min_impressions)
+    r = F.col("k") / F.col("n")
+    moments = long.groupBy("entity", "rate", "window_days").agg(
+        F.count(F.when(informative, True)).alias("keys"),
+        F.avg(F.when(informative, r)).alias("m"),
+        F.var_pop(F.when(informative, r)).alias("v"),
+        F.avg(F.when(informative, 1.0 / F.col("n"))).alias("inv_n"),
+        (F.sum("k") / F.sum("n")).alias("pooled"))
+    eps = 1e-6
+    enough = F.col("keys") >= F.lit(prior.min_keys)
+    mean = F.least(F.greatest(F.when(enough, F.col("m")).otherwise(F.coalesce(F.col("pooled"), F.lit(0.0))),
+                              F.lit(eps)), F.lit(1 - eps))
+    excess = F.col("v") - mean * (1 - mean) * F.col("inv_n")
+    strength = (F.when(~enough, F.lit(prior.fallback_strength))
+                .when(excess <= 0, F.lit(prior.max_strength))
+                .otherwise(F.least(F.greatest(mean * (1 - mean) / excess - 1, F.lit(1.0)),
+                                   F.lit(prior.max_strength))))
+    return moments.select("entity", "rate", "window_days", "keys", mean.alias("mean"), strength.alias("strength"),
+                          (mean * strength).alias("alpha"), ((1 - mean) * strength).alias("beta"))
+
+
+def with_smoothed_rates(snapshot: DataFrame, priors: DataFrame, windows: tuple[int, ...]) -> DataFrame:
+    """Add ``ctr_<w>d`` and ``vctr_<w>d``: (successes + alpha) / (trials + alpha + beta), in [0, 1].
+
+    In: window_snapshot output and fit_beta_priors output. Out: snapshot_columns(windows).
+    """
+    wide = priors.groupBy("entity").agg(*[
+        F.first(F.when((F.col("rate") == rate) & (F.col("window_days") == w), F.col(part)), ignorenulls=True)
+        .alias(f"__{part}_{rate}_{w}d")
+        for w in windows for rate in RATES for part in ("alpha", "beta")])
+    joined = snapshot.join(F.broadcast(wide), on="entity", how="left")
+    for w in windows:
+        for rate, (num, den) in RATES.items():
+            a, b = F.col(f"__alpha_{rate}_{w}d"), F.col(f"__beta_{rate}_{w}d")
+            joined = joined.withColumn(f"{rate}_{w}d", (F.col(f"{num}_{w}d") + a) / (F.col(f"{den}_{w}d") + a + b))
+    return joined.select(*snapshot_columns(windows))

@@ -1,0 +1,186 @@
+"""Point-in-time training sets: closed labels joined as of their day with dimensions and features.
+
+Schema of the result (TRAINING_SET_BASE_COLUMNS, then features):
+impression_id, event_date, event_ts, user_id, ad_id, label (1 clicked, 0 not),
+converted, split (train | validation | test), neg_keep_rate (the share of
+negatives kept in the row's split: 1.0 unless the train split was downsampled),
+``f_<entity>_<stat>_<w>d`` history features, ``f_user_hours_since_click``,
+``f_user_x_ad_hours_since_impression``, ``f_position``, ``f_hour`` (doubles;
+null = no such history) and ``c_<column>`` category codes (int; 0 = unknown or
+rarer than the threshold in the train window).
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines.features import RATES, entity_key
+
+TRAINING_SET_BASE_COLUMNS = ("impression_id", "event_date", "event_ts", "user_id", "ad_id", "label", "converted",
+                             "split", "neg_keep_rate")
+# stat in training_set.stats -> snapshot column prefix
+STAT_COLUMNS = {"imps": "imps", "clicks": "clicks", "viewable": "viewable", "conv": "conv", "ctr": "ctr",
+                "vctr": "vctr", "users": "users"}
+RECENCY = {"user": ("last_click_ts", "f_user_hours_since_click"),
+           "user_x_ad": ("last_impression_ts", "f_user_x_ad_hours_since_impression")}
+
+
+def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days: list[date]) -> DataFrame:
+    """Attach to each fact the newest snapshot row of its key dated on or before the fact's day.
+
+    In: facts with ``key`` and a date column ``fact_day`` whose values are among
+    ``days``; snapshots with ``key``, ``dt`` and attributes, at most one row per
+    (key, dt). Out: facts' columns plus the attributes (null where no snapshot row
+    exists); never more rows than facts.
+    """
+    # 1. Which snapshot day each fact day sees: the newest dt <= that day. The fact days are
+    #    given, not derived from facts, so the facts' plan is not run again to find them.
+    fact_days = facts.sparkSession.createDataFrame([(d,) for d in days], f"{fact_day} date")
+    seen = (fact_days.join(snapshots.select("dt").distinct(), on=F.col("dt") <= F.col(fact_day), how="inner")
+            .groupBy(fact_day).agg(F.max("dt").alias("__snapshot_dt")))
+    # 2. An equi-join on (key, that day): no range join over every snapshot row.
+    attrs = snapshots.withColumnRenamed("dt", "__snapshot_dt")
+    return (facts.join(F.broadcast(seen), on=fact_day, how="left")
+            .join(attrs, on=[key, "__snapshot_dt"], how="left").drop("__snapshot_dt"))
+
+
+def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: DataFrame, campaigns: DataFrame,
+                    publishers: DataFrame) -> DataFrame:
+    """Labels plus segment, campaign_id, ad_category, advertiser_id and publisher_category as of their day.
+
+    In: labels (event_date among ``days``, user_id, ad_id, publisher_id, ...); dimension snapshots
+    users (user_id, segment, dt), ads (ad_id, campaign_id, category, dt), campaigns
+    (campaign_id, advertiser_id, dt), publishers (publisher_id, category, dt), one
+    row per key and dt.
+    """
+    out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", "event_date", days)
+    out = as_of(out, ads.select("ad_id", "campaign_id", F.col("category").alias("ad_category"), "dt"),
+                "ad_id", "event_date", days)
+    out = as_of(out, campaigns.select("campaign_id", "advertiser_id", "dt"), "campaign_id", "event_date", days)
+    return as_of(out, publishers.select("publisher_id", F.col("category").alias("publisher_category"), "dt"),
+                 "publisher_id", "event_date", days)
+
+
+def feature_names(entities: dict[str, tuple[str, ...]], windows: tuple[int, ...], stats: tuple[str, ...],
+                  distinct_users_for: tuple[str, ...]) -> list[str]:
+    names = []
+    for entity in entities:
+        for w in sorted(windows):
+            names += [f"f_{entity}_{s}_{w}d" for s in stats if s != "users" or entity in distinct_users_for]
+        if entity in RECENCY:
+            names.append(RECENCY[entity][1])
+    return [*names, "f_position", "f_hour"]
+
+
+def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entities: dict[str, tuple[str, ...]],
+                  windows: tuple[int, ...], stats: tuple[str, ...], distinct_users_for: tuple[str, ...],
+                  broadcast_entities: tuple[str, ...] = ()) -> DataFrame:
+    """Rows (labels with dimensions) plus every history feature, each as of the row's own event day.
+
+    In: rows with event_date, event_ts, position and the entity key columns;
+    features (the gold snapshots: entity, key, as_of_date, ...); priors (entity,
+    rate, window_days, mean, as_of_date). The snapshot of as_of_date = event_date
+    holds events of earlier days only, so nothing of the row's day or later can
+    leak in. A key without history gets zero counts and its entity's prior mean
+    as rate; recency stays null.
+    """
+    rates = [s for s in stats if s in RATES]
+    # Prior means per as-of day, one column per entity, rate and window: the fill for keys without history.
+    means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
+        F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w), F.col("mean")),
+                ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d")
+        for e in entities for r in rates for w in windows])
+    # Every key first, then the joins back to back, then one projection: a Project between
+    # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
+    out = rows.select("*", *[entity_key(keys).alias(f"__key_{e}") for e, keys in entities.items()])
+    out = out.join(F.broadcast(means), on=F.col("event_date") == F.col("__prior_day"), how="left")
+    filled = []
+    for entity in entities:
+        cols = [(f"{STAT_COLUMNS[s]}_{w}d", s, w) for w in sorted(windows) for s in stats
+                if s != "users" or entity in distinct_users_for]
+        recency = RECENCY.get(entity)
+        snap = features.where(F.col("entity") == entity).select(
+            F.col("key").alias(f"__k_{entity}"), F.col("as_of_date").alias(f"__d_{entity}"),
+            *[F.col(src).alias(f"__{entity}_{src}") for src, _, _ in cols],
+            *([F.col(recency[0]).alias(f"__{entity}_last")] if recency else []))
+        if entity in broadcast_entities:
+            snap = F.broadcast(snap)
+        on = (F.col(f"__key_{entity}") == F.col(f"__k_{entity}")) & (F.col("event_date") == F.col(f"__d_{entity}"))
+        out = out.join(snap, on=on, how="left")
+        filled += [F.coalesce(F.col(f"__{entity}_{src}").cast("double"),
+                              F.col(f"__prior_{entity}_{s}_{w}d") if s in RATES else F.lit(0.0)
+                              ).alias(f"f_{entity}_{s}_{w}d") for src, s, w in cols]
+        if recency:
+            filled.append(((F.col("event_ts").cast("double") - F.col(f"__{entity}_last").cast("double")) / 3600.0
+                           ).alias(recency[1]))
+    return out.select(*rows.columns, *filled, F.col("position").cast("double").alias("f_position"),
+                      F.hour("event_ts").cast("double").alias("f_hour"))
+
+
+def assign_splits(rows: DataFrame, end: date, train_days: int, validation_days: int, test_days: int) -> DataFrame:
+    """Add ``split`` by event day: the last test_days end at ``end``, validation before, train before that.
+
+    Rows outside the span get no split and are dropped by the caller's date filter.
+    """
+    test_start = end - timedelta(days=test_days - 1)
+    val_start = test_start - timedelta(days=validation_days)
+    train_start = val_start - timedelta(days=train_days)
+    d = F.col("event_date")
+    split = (F.when(d.between(F.lit(test_start), F.lit(end)), "test")
+             .when(d.between(F.lit(val_start), F.lit(test_start - timedelta(days=1))), "validation")
+             .when(d.between(F.lit(train_start), F.lit(val_start - timedelta(days=1))), "train"))
+    return rows.withColumn("split", split)
+
+
+def span(end: date, train_days: int, validation_days: int, test_days: int) -> tuple[date, date]:
+    """First and last event day a training set ending at ``end`` covers."""
+    return end - timedelta(days=train_days + validation_days + test_days - 1), end
+
+
+def uniform(column: str, seed: int) -> Column:
+    """A deterministic draw in [0, 1) per value: the same rows are kept on every re-run."""
+    return (F.pmod(F.xxhash64(F.col(column), F.lit(seed)), F.lit(1 << 30)) / float(1 << 30)).cast("double")
+
+
+def downsample_negatives(rows: DataFrame, keep_rate: float, seed: int) -> DataFrame:
+    """Keep every positive and every non-train row; keep train negatives with probability ``keep_rate``.
+
+    Adds ``neg_keep_rate``: keep_rate on train rows, 1.0 elsewhere, so a model's
+    scores can be corrected with q = p / (p + (1 - p) / w).
+    """
+    is_train = F.col("split") == "train"
+    kept = (F.col("label") == 1) | ~is_train | (uniform("impression_id", seed) < F.lit(keep_rate))
+    return rows.where(kept).withColumn("neg_keep_rate", F.when(is_train, F.lit(keep_rate)).otherwise(F.lit(1.0)))
+
+
+def fit_vocabularies(train_rows: DataFrame, columns: tuple[str, ...], min_count: int) -> DataFrame:
+    """Category codes fitted on the train window only: column, value, code (1 = most frequent), count.
+
+    Values seen fewer than ``min_count`` times get no code; they, like values
+    first seen after the train window, are coded 0 when applied.
+    """
+    pairs = F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])
+    counts = (train_rows.select(F.explode(pairs).alias("p")).select("p.*").where(F.col("value").isNotNull())
+              .groupBy("column", "value").agg(F.count(F.lit(1)).alias("count"))
+              .where(F.col("count") >= F.lit(min_count)))
+    order = Window.partitionBy("column").orderBy(F.col("count").desc(), F.col("value").asc())
+    return counts.withColumn("code", F.row_number().over(order)).select("column", "value", "code", "count")
+
+
+def apply_vocabularies(rows: DataFrame, vocab: DataFrame, columns: tuple[str, ...]) -> DataFrame:
+    """Add ``c_<column>`` (int) per categorical column; 0 for values without a code."""
+    out = rows
+    for c in columns:
+        codes = vocab.where(F.col("column") == c).select(F.col("value").alias(f"__v_{c}"),
+                                                         F.col("code").alias(f"__code_{c}"))
+        out = out.join(F.broadcast(codes), on=F.col(c).cast("string") == F.col(f"__v_{c}"), how="left")
+    return out.select(*rows.columns, *[F.coalesce(F.col(f"__code_{c}"), F.lit(0)).cast("int").alias(f"c_{c}")
+                                       for c in columns])
+
+
+def one_row_per_key_and_day(snapshots: DataFrame, key: str) -> DataFrame:
+    """A dimension snapshot that lists a key twice on one day: the same row wins on every re-run."""
+    first = Window.partitionBy(key, "dt").orderBy("_source_file", "_line_hash")
+    return snapshots.withColumn("__n", F.row_number().over(first)).where(F.col("__n") == 1).drop("__n")

@@ -1,0 +1,213 @@
+"""Gold features: window edges, the Beta prior, the as-of join, and the leakage property."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from pipelines.config import PriorConfig
+from pipelines.features import daily_partials, fit_beta_priors, window_snapshot, with_smoothed_rates
+from pipelines.training_set import (
+    apply_vocabularies,
+    as_of,
+    assign_splits,
+    downsample_negatives,
+    fit_vocabularies,
+    join_features,
+)
+
+ENTITIES = {"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad_id")}
+PRIOR = PriorConfig(min_impressions=1, min_keys=2, fallback_strength=10.0, max_strength=1000.0)
+LABELS_DDL = ("impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, "
+              "position int, is_measured boolean, is_viewable boolean, clicked boolean, click_ts timestamp, "
+              "converted boolean")
+
+
+def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=False):
+    ts = datetime.fromisoformat(ts)
+    click = ts.replace(second=min(ts.second + 1, 59)) if clicked else None
+    return (f"i{i}", ts.date(), ts, user, ad, 1, True, viewable, clicked, click, converted)
+
+
+def snapshot_of(spark, rows, as_of_day, windows=(1, 7)):
+    labels = spark.createDataFrame(rows, LABELS_DDL)
+    partials = daily_partials(labels, ENTITIES, ("ad",))
+    return window_snapshot(partials, as_of_day, windows)
+
+
+def test_daily_partials_one_row_per_entity_key_and_day(spark):
+    labels = spark.createDataFrame([
+        label(1, "2025-03-01 10:00:00", clicked=True),
+        label(2, "2025-03-01 11:00:00", user="u2", viewable=False),
+        label(3, "2025-03-01 12:00:00", ad="a2", converted=True, clicked=True),
+        (*label(4, "2025-03-01 13:00:00")[:3], None, "a2", *label(4, "2025-03-01 13:00:00")[5:]),
+    ], LABELS_DDL)
+    out = daily_partials(labels, ENTITIES, ("ad",)).withColumn(
+        "users", F.hll_sketch_estimate("users_sketch")).drop("users_sketch", "last_impression_ts", "last_click_ts",
+                                                             "event_date")
+    sep = "\u001f"
+    expected = spark.createDataFrame([
+        ("user", "u1", 2, 2, 2, 2, 2, 1, None),
+        ("user", "u2", 1, 1, 0, 0, 0, 0, None),
+        ("ad", "a1", 2, 2, 1, 1, 1, 0, 2),
+        ("ad", "a2", 2, 2, 2, 1, 1, 1, 1),  # the impression without a user still counts for its ad
+        ("user_x_ad", f"u1{sep}a1", 1, 1, 1, 1, 1, 0, None),
+        ("user_x_ad", f"u2{sep}a1", 1, 1, 0, 0, 0, 0, None),
+        ("user_x_ad", f"u1{sep}a2", 1, 1, 1, 1, 1, 1, None),  # no key for the user-less impression
+    ], "entity string, key string, impressions long, measured long, viewable long, clicks long, "
+       "viewable_clicks long, conversions long, users long")
+    assertDataFrameEqual(out, expected)
+
+
+def test_window_edges_previous_day_counts_own_day_never(spark):
+    rows = [label(1, "2025-03-09 23:59:59", clicked=True),   # last second of D-1: in the 1-day window
+            label(2, "2025-03-10 00:00:00", clicked=True),   # first second of D: never in D's features
+            label(3, "2025-03-03 12:00:00"),                  # D-7: in the 7-day window, not the 1-day one
+            label(4, "2025-03-02 23:59:59")]                  # D-8: outside every window
+    snap = snapshot_of(spark, rows, date(2025, 3, 10)).where(F.col("entity") == "user").select(
+        "key", "imps_1d", "clicks_1d", "imps_7d", "clicks_7d", "last_impression_ts", "last_click_ts")
+    expected = spark.createDataFrame(
+        [("u1", 1, 1, 2, 1, datetime(2025, 3, 9, 23, 59, 59), datetime(2025, 3, 9, 23, 59, 59))],
+        "key string, imps_1d long, clicks_1d long, imps_7d long, clicks_7d long, last_impression_ts timestamp, "
+        "last_click_ts timestamp")
+    assertDataFrameEqual(snap, expected)
+
+
+def test_beta_prior_method_of_moments_and_smoothing(spark):
+    # Two ads at 10/100 and 30/100: mean 0.2, variance 0.01, binomial noise 0.2 * 0.8 / 100 = 0.0016,
+    # so strength = 0.16 / 0.0084 - 1 and each smoothed CTR is (k + alpha) / (n + alpha + beta).
+    rows = [label(f"a{i}", "2025-03-09 10:00:00", user=f"u{i}", ad="a1", clicked=i < 10) for i in range(100)]
+    rows += [label(f"b{i}", "2025-03-09 10:00:00", user=f"u{100 + i}", ad="a2", clicked=i < 30) for i in range(100)]
+    snap = snapshot_of(spark, rows, date(2025, 3, 10), windows=(1,))
+    priors = fit_beta_priors(snap, (1,), PRIOR)
+    strength = 0.16 / (0.01 - 0.0016) - 1
+    got = priors.where((F.col("entity") == "ad") & (F.col("rate") == "ctr")).select("keys", "mean", "strength",
+                                                                                     "alpha", "beta")
+    assertDataFrameEqual(got, spark.createDataFrame([(2, 0.2, strength, 0.2 * strength, 0.8 * strength)],
+                                                    "keys long, mean double, strength double, alpha double, "
+                                                    "beta double"), rtol=1e-9)
+    smoothed = with_smoothed_rates(snap, priors, (1,)).where(F.col("entity") == "ad").select("key", "ctr_1d")
+    assertDataFrameEqual(smoothed, spark.createDataFrame(
+        [("a1", (10 + 0.2 * strength) / (100 + strength)), ("a2", (30 + 0.2 * strength) / (100 + strength))],
+        "key string, ctr_1d double"), rtol=1e-9)
+    # 100 users with one impression each: every user rate is 0 or 1, the spread is pure noise
+    # (excess variance <= 0), so the prior is as strong as allowed.
+    user = priors.where((F.col("entity") == "user") & (F.col("rate") == "ctr")).select("mean", "strength").first()
+    assert user["mean"] == pytest.approx(40 / 200)
+    assert user["strength"] == PRIOR.max_strength
+
+
+def test_beta_prior_falls_back_to_pooled_rate_with_too_few_keys(spark):
+    rows = [label(i, "2025-03-09 10:00:00", clicked=i < 3) for i in range(10)]  # one user, one ad
+    priors = fit_beta_priors(snapshot_of(spark, rows, date(2025, 3, 10), windows=(1,)), (1,), PRIOR)
+    got = priors.where(F.col("rate") == "ctr").select("entity", "keys", "mean", "strength")
+    assertDataFrameEqual(got, spark.createDataFrame(
+        [(e, 1, 0.3, 10.0) for e in ("user", "ad", "user_x_ad")],
+        "entity string, keys long, mean double, strength double"), rtol=1e-9)
+
+
+def test_as_of_join_takes_newest_snapshot_on_or_before_the_day(spark):
+    facts = spark.createDataFrame([("f1", "a1", date(2025, 3, 1)), ("f2", "a1", date(2025, 3, 2)),
+                                   ("f3", "a1", date(2025, 3, 4)), ("f4", "a2", date(2025, 3, 4)),
+                                   ("f5", "a1", date(2025, 2, 27))],
+                                  "fid string, ad_id string, event_date date")
+    snaps = spark.createDataFrame([("a1", "old", date(2025, 2, 28)), ("a1", "new", date(2025, 3, 2)),
+                                   ("a1", "future", date(2025, 3, 5)), ("a2", "x", date(2025, 2, 28))],
+                                  "ad_id string, category string, dt date")
+    days = [date(2025, 2, 27), date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 4)]
+    out = as_of(facts, snaps, "ad_id", "event_date", days).select("fid", "category")
+    # f4: a2 has no row in the snapshot of 03-02 (the newest one 03-04 sees), so its category is unknown.
+    expected = spark.createDataFrame([("f1", "old"), ("f2", "new"), ("f3", "new"), ("f4", None), ("f5", None)],
+                                     "fid string, category string")
+    assertDataFrameEqual(out, expected)
+
+
+def _features_for_day(spark, rows, day):
+    """The full path: labels -> partials -> snapshots -> features of the impressions on ``day``."""
+    labels = spark.createDataFrame(rows, LABELS_DDL)
+    partials = daily_partials(labels, ENTITIES, ("ad",))
+    raw = window_snapshot(partials, day, (1, 7))
+    priors = fit_beta_priors(raw, (1, 7), PRIOR)
+    features = with_smoothed_rates(raw, priors, (1, 7))
+    todays = labels.where(F.col("event_date") == F.lit(day))
+    return join_features(todays, features, priors.withColumn("as_of_date", F.lit(day)), ENTITIES, (1, 7),
+                         ("imps", "clicks", "ctr", "vctr", "users"), ("ad",)).drop(
+        "clicked", "click_ts", "converted", "is_viewable", "is_measured")
+
+
+HISTORY = [label(1, "2025-03-08 09:00:00", clicked=True), label(2, "2025-03-09 10:00:00"),
+           label(3, "2025-03-09 20:00:00", user="u2", clicked=True), label(4, "2025-03-09 23:59:59", ad="a2"),
+           label(5, "2025-03-10 08:00:00"), label(6, "2025-03-10 09:00:00", user="u2", ad="a2"),
+           label(7, "2025-03-10 23:00:00", clicked=True), label(8, "2025-03-11 01:00:00", clicked=True)]
+
+
+def test_no_leakage_changing_or_deleting_events_on_or_after_the_day_changes_no_feature(spark):
+    day = date(2025, 3, 10)
+    before = _features_for_day(spark, HISTORY, day)
+    # Every event on or after D is altered: clicks flipped, one deleted, one added, the next day's changed too.
+    altered = [label(5, "2025-03-10 08:00:00", clicked=True), label(6, "2025-03-10 09:00:00", user="u2", ad="a2",
+                                                                     clicked=True, converted=True),
+               label(9, "2025-03-10 12:00:00", user="u3"), label(8, "2025-03-11 01:00:00", user="u2")]
+    after = _features_for_day(spark, HISTORY[:4] + altered, day)
+    common = ["i5", "i6"]  # the impressions of D present in both versions
+    assertDataFrameEqual(after.where(F.col("impression_id").isin(common)),
+                         before.where(F.col("impression_id").isin(common)))
+
+
+def test_leakage_check_can_fail_an_earlier_day_does_change_features(spark):
+    day = date(2025, 3, 10)
+    before = _features_for_day(spark, HISTORY, day).where(F.col("impression_id") == "i5")
+    flipped = [label(2, "2025-03-09 10:00:00", clicked=True) if r[0] == "i2" else r for r in HISTORY]
+    after = _features_for_day(spark, flipped, day).where(F.col("impression_id") == "i5")
+    assert before.first()["f_user_clicks_1d"] == 0
+    assert after.first()["f_user_clicks_1d"] == 1
+
+
+def test_joined_features_values_and_missing_history(spark):
+    out = _features_for_day(spark, HISTORY, date(2025, 3, 10)).where(F.col("impression_id").isin("i5", "i6"))
+    got = out.select("impression_id", "f_user_imps_1d", "f_user_clicks_7d", "f_ad_users_7d", "f_user_x_ad_imps_7d",
+                     "f_user_hours_since_click", "f_user_x_ad_hours_since_impression", "f_hour")
+    expected = spark.createDataFrame([
+        # u1: impressions on 03-09 (a1 at 10:00, a2 at 23:59:59), click on 03-08 09:00:01.
+        ("i5", 2.0, 1.0, 2.0, 2.0, (datetime(2025, 3, 10, 8) - datetime(2025, 3, 8, 9, 0, 1)).total_seconds() / 3600,
+         (datetime(2025, 3, 10, 8) - datetime(2025, 3, 9, 10)).total_seconds() / 3600, 8.0),
+        # u2 x a2 was never seen before: zero counts and no recency.
+        ("i6", 1.0, 1.0, 1.0, 0.0, (datetime(2025, 3, 10, 9) - datetime(2025, 3, 9, 20, 0, 1)).total_seconds() / 3600,
+         None, 9.0),
+    ], "impression_id string, f_user_imps_1d double, f_user_clicks_7d double, f_ad_users_7d double, "
+       "f_user_x_ad_imps_7d double, f_user_hours_since_click double, f_user_x_ad_hours_since_impression double, "
+       "f_hour double")
+    assertDataFrameEqual(got, expected, rtol=1e-9)
+    # A key without history gets its entity's prior mean, not null and not zero.
+    user_x_ad_prior = out.where(F.col("impression_id") == "i6").first()["f_user_x_ad_ctr_7d"]
+    assert 0 < user_x_ad_prior < 1
+
+
+def test_splits_by_day_and_encodings_fitted_on_train_only(spark):
+    rows = spark.createDataFrame([
+        ("i1", date(2025, 3, 1), "a1"), ("i2", date(2025, 3, 2), "a1"), ("i3", date(2025, 3, 2), "a2"),
+        ("i4", date(2025, 3, 3), "a3"), ("i5", date(2025, 3, 3), "a3"), ("i6", date(2025, 3, 4), "a1"),
+        ("i7", date(2025, 3, 4), "a3")], "impression_id string, event_date date, ad_id string")
+    split = assign_splits(rows, date(2025, 3, 4), train_days=2, validation_days=1, test_days=1)
+    vocab = fit_vocabularies(split.where(F.col("split") == "train"), ("ad_id",), min_count=2)
+    out = apply_vocabularies(split, vocab, ("ad_id",)).select("impression_id", "split", "c_ad_id")
+    # a1 is the only value seen twice in the train days; a3 is frequent later but unknown to the train window.
+    expected = spark.createDataFrame([("i1", "train", 1), ("i2", "train", 1), ("i3", "train", 0),
+                                      ("i4", "validation", 0), ("i5", "validation", 0), ("i6", "test", 1),
+                                      ("i7", "test", 0)], "impression_id string, split string, c_ad_id int")
+    assertDataFrameEqual(out, expected)
+
+
+def test_negative_downsampling_keeps_positives_and_other_splits_and_records_the_rate(spark):
+    rows = spark.createDataFrame([(f"i{i}", "train" if i < 900 else "test", 1 if i % 10 == 0 else 0)
+                                  for i in range(1000)], "impression_id string, split string, label int")
+    out = downsample_negatives(rows, 0.2, seed=3)
+    again = downsample_negatives(rows, 0.2, seed=3)
+    assertDataFrameEqual(out, again)  # deterministic: a re-run keeps the same rows
+    stats = {(r["split"], r["label"]): (r["n"], r["w"]) for r in out.groupBy("split", "label").agg(
+        F.count(F.lit(1)).alias("n"), F.max("neg_keep_rate").alias("w")).collect()}
+    assert stats[("train", 1)] == (90, 0.2)
+    assert stats[("test", 1)] == (10, 1.0) and stats[("test", 0)] == (90, 1.0)
+    assert 810 * 0.2 * 0.7 < stats[("train", 0)][0] < 810 * 0.2 * 1.3
