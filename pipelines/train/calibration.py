@@ -33,7 +33,8 @@ class Calibrator:
         return np.interp(q, np.asarray(self.knots_x), np.asarray(self.knots_y))
 
 
-def fit_isotonic(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: float) -> Calibrator:
+def fit_isotonic(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: float,
+                 prior_rows: float = 1.0) -> Calibrator:
     """Fit on the validation rows of ``df`` (score = uncorrected model probability), with Spark ML.
 
     Spark's pool-adjacent-violators runs distributed; only its knots come back.
@@ -42,5 +43,16 @@ def fit_isotonic(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: f
     q = F.col(score_col) / (F.col(score_col) + (1.0 - F.col(score_col)) / F.lit(w))
     data = df.select(q.alias("q"), F.col(label_col).cast("double").alias("label"))
     model = IsotonicRegression(isotonic=True, featuresCol="q", labelCol="label").fit(data)
-    return Calibrator(w, tuple(float(x) for x in model.boundaries.toArray()),
-                      tuple(float(y) for y in model.predictions.toArray()))
+    xs, ys = model.boundaries.toArray(), model.predictions.toArray()
+    # A block without clicks gets 0.0 (and one of only clicks 1.0): one click there later
+    # costs a log loss of 35. Shrink each block's CTR toward its mean corrected score
+    # by `prior_rows` pseudo-rows, then restore monotonicity.
+    blocks = (model.transform(data).groupBy("prediction")
+              .agg(F.count("*").alias("n"), F.sum("label").alias("clicks"), F.avg("q").alias("q")).collect())
+    by_value = {float(b["prediction"]): b for b in blocks}
+    smoothed = []
+    for y in ys:
+        b = by_value.get(float(y))
+        smoothed.append((b["clicks"] + prior_rows * b["q"]) / (b["n"] + prior_rows) if b else float(y))
+    smoothed = np.maximum.accumulate(np.asarray(smoothed))
+    return Calibrator(w, tuple(float(x) for x in xs), tuple(float(y) for y in smoothed))

@@ -2,7 +2,7 @@
 
 Generic over the table: the label, split, group, id and date columns and the
 feature lists (or prefixes) come from ``TrainConfig``. Missing-value policy,
-the same for every model family: a null numeric feature is *missing* (NaN,
+the same for every model family: a null (or NaN) numeric feature is *missing* (NaN,
 never 0: a zero is a real value, e.g. no impressions yesterday), a null
 categorical code is 0 (the vocabulary's unknown/rare code).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -62,6 +62,11 @@ def resolve_features(df: DataFrame, tr: TrainConfig) -> FeatureSet:
     return fs
 
 
+def _missing_as_null(x: Column) -> Column:
+    """NaN is missing too (pandas-built tables hold NaN where Spark would hold null)."""
+    return F.when(~F.isnan(x), x)
+
+
 def prepare(df: DataFrame, tr: TrainConfig, fs: FeatureSet) -> DataFrame:
     """Typed model input: id, group, split, label (0/1 int), neg_keep_rate, numeric doubles (null kept), codes (null -> 0).
 
@@ -76,7 +81,7 @@ def prepare(df: DataFrame, tr: TrainConfig, fs: FeatureSet) -> DataFrame:
                     F.col(tr.split_col),
                     F.col(tr.label_col).cast("int").alias(tr.label_col),
                     w.alias(tr.neg_keep_rate_col),
-                    *[F.col(c).cast("double").alias(c) for c in fs.numeric],
+                    *[_missing_as_null(F.col(c).cast("double")).alias(c) for c in fs.numeric],
                     *[F.coalesce(F.col(c).cast("int"), F.lit(0)).alias(c) for c in fs.categorical]))
 
 

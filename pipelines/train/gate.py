@@ -13,7 +13,8 @@ def decide_promotion(new: dict[str, float], champion: dict[str, float] | None,
     worse than the champion's; with no champion, calibration alone decides.
     """
     calib = new.get("calibration", math.nan)
-    if not math.isfinite(calib) or abs(calib - 1.0) > tolerance:
+    # 1e-12: 1.02 - 1.0 is 0.020000000000000018 in floating point, and exactly 2% is within 2%.
+    if not math.isfinite(calib) or abs(calib - 1.0) > tolerance + 1e-12:
         return False, (f"calibration {calib:.4f} is not within {tolerance:.0%} of 1.0 "
                        f"(predicted/actual clicks on the test days)")
     if not math.isfinite(new.get("ne", math.nan)):

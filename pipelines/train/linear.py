@@ -14,6 +14,7 @@ from pyspark.ml.classification import LogisticRegression, LogisticRegressionMode
 from pyspark.ml.feature import OneHotEncoder, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType
 
 from pipelines.config import TrainConfig
 from pipelines.train.features import FeatureSet
@@ -76,7 +77,7 @@ def with_leaves(df: DataFrame, trees: XgbScorer, n_trees: int, keep: list[str]) 
 
     schema = df.select(*keep).schema
     for c in leaf_cols:
-        schema = schema.add(c, "int")
+        schema = schema.add(c, IntegerType())
     return df.select(*cols).mapInPandas(run, schema)
 
 

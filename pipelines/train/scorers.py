@@ -133,6 +133,9 @@ class CtrModel:
         return self.scorer.features
 
     def predict(self, pdf: pd.DataFrame) -> np.ndarray:
+        """Calibrated click probability; a null code is 0 (unknown), as in training (features.prepare)."""
+        if self.features.categorical:
+            pdf = pdf.fillna({c: 0 for c in self.features.categorical})
         return self.calibrator(self.scorer.predict_raw(pdf))
 
 

@@ -34,9 +34,9 @@ def train_and_validation(df: DataFrame, tr: TrainConfig) -> DataFrame:
 
 
 def xgb_params(tr: TrainConfig) -> dict:
-    """Booster parameters shared by the distributed and single-process runs (bench)."""
+    """Booster parameters shared by the distributed and single-process runs (bench); objective: binary:logistic."""
     return {"max_depth": tr.max_depth, "learning_rate": tr.learning_rate, "min_child_weight": tr.min_child_weight,
-            "reg_lambda": tr.reg_lambda, "tree_method": "hist", "objective": "binary:logistic",
+            "reg_lambda": tr.reg_lambda, "tree_method": "hist",
             "eval_metric": "logloss", "random_state": tr.seed}
 
 
