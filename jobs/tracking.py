@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -37,13 +38,16 @@ def default_tracking_uri() -> str:
 def setup(experiment: str) -> str:
     """Point MLflow at the store and the experiment; returns the tracking URI."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    location = None
     if uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(uri[len("sqlite:///"):]) or ".", exist_ok=True)
+        folder = Path(uri[len("sqlite:///"):]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        # A SQLite store has no artifact root of its own (MLflow would use ./mlruns of
+        # whatever directory it runs in): keep artifacts beside the database.
+        location = (folder / "artifacts").as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
-        # A SQLite store has no artifact root of its own: keep artifacts beside it.
-        location = (MLRUNS / "artifacts").as_uri() if uri == default_tracking_uri() else None
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return uri

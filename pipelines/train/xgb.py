@@ -50,7 +50,7 @@ def train_xgb(data: DataFrame, tr: TrainConfig, fs: FeatureSet) -> tuple[XgbScor
     clf = SparkXGBClassifier(
         features_col=list(fs.columns), label_col=tr.label_col, validation_indicator_col=VALID_FLAG,
         num_workers=tr.num_workers, missing=math.nan, n_estimators=tr.num_rounds,
-        early_stopping_rounds=tr.early_stopping_rounds, **xgb_params(tr))
+        early_stopping_rounds=tr.early_stopping_rounds, verbose=False, **xgb_params(tr))
     model = clf.fit(data)
     booster = model.get_booster()
     # Keep only the rounds up to the best one: what early stopping chose.
