@@ -16,7 +16,7 @@ DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 200000
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo backfill bench clean
+.PHONY: help install jars test demo backfill bench bench-train train score mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,8 +52,23 @@ backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... E
 	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
 	done
 
-bench: $(STAMP) $(JARS_STAMP)  ## measure throughput at 1M and 10M impressions (slow; see bench/run.py)
+bench: $(STAMP) $(JARS_STAMP)  ## throughput at 1M and 10M impressions, then training at 10M (slow; see bench/)
 	$(PY) bench/run.py
+	$(PY) bench/train_bench.py --rows 10000000
+
+train: $(STAMP) $(JARS_STAMP)  ## train, evaluate and gate the CTR models on the training set [WAREHOUSE=...]
+	$(SPARK_SUBMIT) jobs/train.py --landing $(LANDING) --warehouse $(WAREHOUSE)
+
+score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: calibrated CTR for a day with the champion
+	$(SPARK_SUBMIT) jobs/score.py --date $(DATE) --warehouse $(WAREHOUSE)
+
+bench-train: $(STAMP) $(JARS_STAMP)  ## distributed vs single-process XGBoost/LightGBM, results table (ROWS=...)
+	$(PY) bench/train_bench.py --rows $${ROWS:-500000}
+
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
+mlflow-ui: $(STAMP)  ## open the MLflow UI on the tracking store (default mlruns/mlflow.db) at http://127.0.0.1:5000
+	@mkdir -p mlruns
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port 5000
 
 clean:  ## remove generated data (keeps .venv and the JAR cache)
 	rm -rf data spark-warehouse metastore_db derby.log

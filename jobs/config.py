@@ -28,6 +28,7 @@ from pipelines.config import (
     PathsConfig,
     SparkConfig,
     TrainingSetConfig,
+    TrainConfig,
 )
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
 
@@ -233,6 +234,38 @@ def _validate_gold(cfg: AppConfig) -> None:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
     _require(ts.min_category_count >= 1, "training_set.min_category_count must be at least 1")
+MODEL_FAMILIES = ("xgboost", "lightgbm", "gbdt_lr", "lr")
+
+
+def _validate_train(tr: TrainConfig) -> None:
+    _require(bool(tr.models), "train.models must name at least one model family")
+    for name in tr.models:
+        _require(name in MODEL_FAMILIES, f"train.models: unknown family {name!r} (choose from {', '.join(MODEL_FAMILIES)})")
+    _require(len(set(tr.models)) == len(tr.models), "train.models lists a family twice")
+    _require("gbdt_lr" not in tr.models or "xgboost" in tr.models,
+             "train.models: gbdt_lr uses the leaves of the xgboost model, so xgboost must be listed too")
+    _require(1 <= tr.num_workers <= 1024, "train.num_workers must be between 1 and 1024")
+    _require(1 <= tr.num_rounds <= 100000, "train.num_rounds must be between 1 and 100000")
+    _require(1 <= tr.early_stopping_rounds <= tr.num_rounds,
+             "train.early_stopping_rounds must be at least 1 and at most train.num_rounds")
+    _require(1 <= tr.max_depth <= 16, "train.max_depth must be between 1 and 16")
+    _require(0.0 < tr.learning_rate <= 1.0, "train.learning_rate must be in (0, 1]")
+    _require(2 <= tr.num_leaves <= 131072, "train.num_leaves must be between 2 and 131072")
+    _require(tr.min_child_weight >= 0 and tr.reg_lambda >= 0 and tr.lr_reg_param >= 0,
+             "train.min_child_weight, train.reg_lambda and train.lr_reg_param must be >= 0")
+    _require(1 <= tr.gbdt_lr_trees <= tr.num_rounds, "train.gbdt_lr_trees must be between 1 and train.num_rounds")
+    _require(tr.lr_max_iter >= 1, "train.lr_max_iter must be at least 1")
+    _require(1 <= tr.lgbm_time_out_minutes <= 1440, "train.lgbm_time_out_minutes must be between 1 and 1440")
+    _require(tr.lgbm_max_valid_rows >= 100 and tr.eval_max_rows >= 100,
+             "train.lgbm_max_valid_rows and train.eval_max_rows must be at least 100")
+    _require(0.0 < tr.calibration_tolerance < 1.0, "train.calibration_tolerance must be in (0, 1)")
+    names = [tr.label_col, tr.split_col, tr.group_col, tr.date_col, tr.id_col, tr.neg_keep_rate_col]
+    _require(len(set(names)) == len(names), "train: label, split, group, date, id and neg_keep_rate columns must differ")
+    overlap = set(tr.numeric_features) & set(tr.categorical_features)
+    _require(not overlap, f"train: {sorted(overlap)[:1]} is listed as both numeric and categorical")
+    _require(not set(tr.numeric_features + tr.categorical_features) & set(names),
+             "train: a feature list names the label, split, group, date, id or neg_keep_rate column")
+    _require(tr.numeric_prefix != tr.categorical_prefix, "train.numeric_prefix and train.categorical_prefix must differ")
 
 
 def load_config(
@@ -268,13 +301,14 @@ def load_config(
     built = {}
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
                       ("clean", CleanConfig), ("generator", GeneratorConfig), ("gold", GoldConfig),
-                      ("training_set", TrainingSetConfig)):
+                      ("training_set", TrainingSetConfig), ("train", TrainConfig)):
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
     cfg = AppConfig(**built)
     _validate(cfg)
     _validate_gold(cfg)
+    _validate_train(cfg.train)
     return cfg
 
 

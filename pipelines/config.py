@@ -133,3 +133,43 @@ class AppConfig:
     generator: GeneratorConfig
     gold: GoldConfig
     training_set: TrainingSetConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model training on any training-set table (see README "Training")."""
+    table: str                      # Delta path; relative = under paths.warehouse
+    truth: str                      # generator ground truth; relative = under paths.landing; optional at run time
+    models: tuple[str, ...]         # of MODEL_FAMILIES
+    num_workers: int
+    label_col: str
+    split_col: str
+    group_col: str
+    date_col: str
+    id_col: str
+    neg_keep_rate_col: str
+    numeric_features: tuple[str, ...]       # explicit list; empty = every column with numeric_prefix
+    categorical_features: tuple[str, ...]   # explicit list; empty = every column with categorical_prefix
+    numeric_prefix: str
+    categorical_prefix: str
+    cross_marker: str               # names of cross-entity features contain it (ablation)
+    ablation: bool
+    num_rounds: int
+    early_stopping_rounds: int
+    max_depth: int
+    learning_rate: float
+    num_leaves: int
+    min_child_weight: float
+    reg_lambda: float
+    gbdt_lr_trees: int              # first N trees whose leaves feed GBDT+LR
+    lr_reg_param: float
+    lr_max_iter: int
+    lgbm_time_out_minutes: int
+    lgbm_max_valid_rows: int        # validation rows every LightGBM worker holds for early stopping
+    eval_max_rows: int              # test rows collected for metrics (whole users sampled beyond it)
+    calibration_tolerance: float    # champion gate: |predicted/actual - 1| allowed
+    registered_model: str
+    experiment: str
+    scores_table: str               # relative = under paths.warehouse
+    seed: int

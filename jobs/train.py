@@ -1,0 +1,230 @@
+"""Train the configured CTR models, calibrate, evaluate on the test days, track in MLflow, gate the champion.
+
+    spark-submit jobs/train.py [--table URI] [--truth URI] [--warehouse URI] [--config FILE]
+
+Reads the training-set Delta table (train.table, default <warehouse>/gold/training_set),
+trains each family of train.models (plus the per-entity-only ablation), logs one
+MLflow run per model, registers the best model of the run and gives it alias
+``champion`` only if the gate allows (pipelines/train/gate.py), else ``challenger``.
+Prints the results table. Nothing is registered unless every run completed.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+from pyspark import StorageLevel  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.cli import base_parser, check_storage_uri, run_main  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig, TrainConfig  # noqa: E402
+from pipelines.train import metrics  # noqa: E402
+from pipelines.train.calibration import fit_isotonic, undo_downsampling  # noqa: E402
+from pipelines.train.features import FeatureSet, prepare, resolve_features  # noqa: E402
+from pipelines.train.gate import decide_promotion  # noqa: E402
+from pipelines.train.lgbm_barrier import check_partitions, train_lgbm  # noqa: E402
+from pipelines.train.linear import train_gbdt_lr, train_lr  # noqa: E402
+from pipelines.train.scorers import CtrModel, score  # noqa: E402
+from pipelines.train.xgb import balanced, train_and_validation, train_xgb  # noqa: E402
+
+log = logging.getLogger("ctr.train")
+COLUMNS = ("model", "auc", "log_loss", "ne", "gauc", "calibration", "ece", "achievable_share", "train_seconds")
+
+
+def resolve_uri(root: str, path: str) -> str:
+    return path if "://" in path or path.startswith("/") else f"{root}/{path}"
+
+
+def check_splits(data: DataFrame, tr: TrainConfig) -> tuple[float, dict[str, tuple]]:
+    """The train split's keep rate, and each split's (rows, first day, last day); refuses a broken table."""
+    rows = data.groupBy(tr.split_col).agg(F.count("*").alias("n"), F.min(tr.date_col).alias("lo"),
+                                          F.max(tr.date_col).alias("hi"),
+                                          F.min(tr.neg_keep_rate_col).alias("wlo"),
+                                          F.max(tr.neg_keep_rate_col).alias("whi")).collect()
+    splits = {r[tr.split_col]: r for r in rows}
+    for name in ("train", "validation", "test"):
+        if name not in splits:
+            raise ValueError(f"training set has no {name!r} rows in column {tr.split_col!r}")
+    t, v, s = splits["train"], splits["validation"], splits["test"]
+    if not (t["hi"] < v["lo"] and v["hi"] < s["lo"]):
+        raise ValueError(f"splits are not time-ordered by day: train {t['lo']}..{t['hi']}, "
+                         f"validation {v['lo']}..{v['hi']}, test {s['lo']}..{s['hi']}")
+    if t["wlo"] != t["whi"] or not 0 < t["wlo"] <= 1:
+        raise ValueError(f"{tr.neg_keep_rate_col} of train rows must be one value in (0, 1], got {t['wlo']}..{t['whi']}")
+    return float(t["wlo"]), {k: (r["n"], r["lo"], r["hi"]) for k, r in splits.items()}
+
+
+def test_sample(data: DataFrame, tr: TrainConfig, test_rows: int) -> DataFrame:
+    """Test rows to evaluate: all of them, or whole users hashed in until about eval_max_rows (GAUC needs whole users)."""
+    test = data.where(F.col(tr.split_col) == "test")
+    if test_rows <= tr.eval_max_rows:
+        return test
+    share = tr.eval_max_rows / test_rows
+    log.info("evaluating on a sample of whole users: about %.1f%% of %d test rows", 100 * share, test_rows)
+    return test.where((F.abs(F.xxhash64(tr.group_col, F.lit(tr.seed))) % 1_000_000) < int(share * 1_000_000))
+
+
+def fit_family(family: str, fs: FeatureSet, data: dict[str, DataFrame], valid_pdf: pd.DataFrame,
+               trained: dict[str, object], tr: TrainConfig) -> tuple[object, dict[str, list[float]]]:
+    if family.startswith("xgboost"):
+        return train_xgb(data["fit"], tr, fs)
+    if family == "lightgbm":
+        return train_lgbm(data["train_parts"], valid_pdf, tr, fs)
+    if family == "gbdt_lr":
+        return train_gbdt_lr(data["train"], trained["xgboost"], tr), {}
+    return train_lr(data["train"], tr, fs), {}
+
+
+def evaluate_model(family: str, scorer: object, data: dict[str, DataFrame], w: float, bayes: bool,
+                   tr: TrainConfig) -> tuple[CtrModel, dict[str, float], pd.DataFrame]:
+    """Calibrate on validation days, then every metric on the test rows (calibrated ``p`` in the frame)."""
+    keep = [tr.id_col, tr.group_col, tr.split_col, tr.label_col] + (["p_click"] if bayes else [])
+    scored = score(data["eval"], scorer, "p_raw", keep).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        calibrator = fit_isotonic(scored.where(F.col(tr.split_col) == "validation"), "p_raw", tr.label_col, w)
+        test = scored.where(F.col(tr.split_col) == "test").toPandas()
+    finally:
+        scored.unpersist()
+    test["p"] = calibrator(test["p_raw"].to_numpy())
+    y, g = test[tr.label_col].to_numpy(), test[tr.group_col].to_numpy()
+    bayes_ll = None
+    if bayes and test["p_click"].notna().all():
+        bayes_ll = metrics.log_loss(y, test["p_click"].to_numpy())
+    elif bayes:
+        log.warning("ground truth lacks %d test rows: no Bayes log loss", int(test["p_click"].isna().sum()))
+    out = metrics.evaluate(y, test["p"].to_numpy(), g, bayes_ll)
+    corrected = undo_downsampling(test["p_raw"].to_numpy(), w)
+    out["calibration_before_isotonic"] = metrics.overall_calibration(y, corrected)
+    out["ne_before_isotonic"] = metrics.normalized_entropy(y, corrected)
+    return CtrModel(family, scorer, calibrator), out, test.rename(columns={tr.label_col: "label"})
+
+
+def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, truth: str | None = None) -> list[dict]:
+    """Train, evaluate, log and gate; returns one row of the results table per model."""
+    from delta.tables import DeltaTable
+    import mlflow
+
+    from jobs import tracking
+
+    tr = cfg.train
+    table = table or resolve_uri(cfg.paths.warehouse, tr.table)
+    truth = truth or resolve_uri(cfg.paths.landing, tr.truth)
+    tracking.setup(tr.experiment)
+    if not storage.is_delta(spark, table):
+        raise ValueError(f"no Delta training set at {table}")
+    version = DeltaTable.forPath(spark, table).history(1).first()["version"]
+    raw = spark.read.format("delta").option("versionAsOf", version).load(table)
+    fs = resolve_features(raw, tr)
+    data_all = prepare(raw, tr, fs)
+    w, splits = check_splits(data_all, tr)
+    log.info("training set %s@v%d: %s; keep rate %.4g; %d numeric, %d categorical features",
+             table, version, {k: v[0] for k, v in splits.items()}, w, len(fs.numeric), len(fs.categorical))
+    bayes = storage.is_delta(spark, truth)
+    test = test_sample(data_all, tr, splits["test"][0])
+    if bayes:
+        p_click = spark.read.format("delta").load(truth).select(F.col("impression_id").alias(tr.id_col), "p_click")
+        test = test.join(p_click, on=tr.id_col, how="left")
+    mem = StorageLevel.MEMORY_AND_DISK
+    train = data_all.where(F.col(tr.split_col) == "train")
+    data = {"fit": balanced(train_and_validation(data_all, tr), tr.num_workers).persist(mem),
+            "train": train.persist(mem),
+            "train_parts": balanced(train, tr.num_workers).persist(mem),
+            "eval": data_all.where(F.col(tr.split_col) == "validation").unionByName(test, allowMissingColumns=True)
+                            .persist(mem)}
+    valid_pdf = pd.DataFrame()
+    if "lightgbm" in tr.models:
+        check_partitions(data["train_parts"], tr.num_workers)
+        share = min(1.0, tr.lgbm_max_valid_rows / splits["validation"][0])
+        valid_pdf = (data_all.where(F.col(tr.split_col) == "validation").sample(fraction=share, seed=tr.seed)
+                     .select(*fs.columns, tr.label_col).toPandas())
+    families = [(f, fs) for f in tr.models]
+    entity = fs.without_cross(tr.cross_marker)
+    if tr.ablation and "xgboost" in tr.models and entity.columns and entity != fs:
+        families.insert(tr.models.index("xgboost") + 1, ("xgboost_entity_only", entity))
+    example = data_all.select(*fs.columns).limit(5).toPandas()
+    dataset = mlflow.data.from_spark(raw, path=table, version=str(version), name=Path(table).name)
+    test_days = f"{splits['test'][1]}..{splits['test'][2]}"
+    trained, results, runs = {}, [], {}
+    try:
+        for family, feats in families:
+            started = time.perf_counter()
+            scorer, curves = fit_family(family, feats, data, valid_pdf, trained, tr)
+            seconds = time.perf_counter() - started
+            trained[family] = scorer
+            model, scores, test_pdf = evaluate_model(family, scorer, data, w, bayes, tr)
+            scores["train_seconds"] = seconds
+            params = {**{k: v for k, v in vars(tr).items() if k not in ("numeric_features", "categorical_features")},
+                      "family": family, "n_features": len(feats.columns), "neg_keep_rate": w,
+                      "rounds": len(next(iter(curves.values()), [])) or None, "table": table, "table_version": version}
+            run_id, uri = tracking.log_model_run(model, family, params, scores, curves, test_pdf,
+                                                 example[list(feats.columns)], dataset, {"test_days": test_days})
+            runs[family] = (run_id, uri, model, scores)
+            results.append({"model": family, **scores})
+            log.info("%s: NE %.5f AUC %.4f calibration %.4f (%.0f s)", family, scores["ne"], scores["auc"],
+                     scores["calibration"], seconds)
+        gate(runs, test, tr)
+    finally:
+        for frame in data.values():
+            frame.unpersist()
+    return results
+
+
+def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str]:
+    """Register this run's best model (lowest NE, ablation excluded); champion only if the gate allows."""
+    from jobs import tracking
+
+    family = min((f for f in runs if f != "xgboost_entity_only"), key=lambda f: runs[f][3]["ne"])
+    run_id, uri, model, scores = runs[family]
+    current = tracking.champion_model(tr.registered_model)
+    champion_scores = None
+    if current is not None:
+        champion, version = current
+        try:
+            # The champion, scored on the very test rows the new model was judged on.
+            pdf = score(test, champion, "p", [tr.label_col, tr.group_col], method="predict").toPandas()
+            champion_scores = metrics.evaluate(pdf[tr.label_col].to_numpy(), pdf["p"].to_numpy(),
+                                               pdf[tr.group_col].to_numpy())
+            log.info("champion v%s on the same test days: NE %.5f", version, champion_scores["ne"])
+        except Exception as err:  # noqa: BLE001 - e.g. its feature columns are gone from this table
+            reason = f"champion v{version} could not be scored on these test days ({err}); left in place"
+            tracking.register(uri, tr.registered_model, False, reason, run_id)
+            return family, False, reason
+    promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance)
+    tracking.register(uri, tr.registered_model, promote, f"{family}: {reason}", run_id)
+    return family, promote, reason
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [r["model"]] + [f"{r[c]:.4f}" if c in r and r[c] == r[c] else "-" for c in COLUMNS[1:-1]]
+        lines.append("| " + " | ".join(cells + [f"{r['train_seconds']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__, needs_date=False)
+    parser.add_argument("--table", help="training-set Delta table (default: train.table under the warehouse)")
+    parser.add_argument("--truth", help="generator ground truth Delta table (default: train.truth under landing)")
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        table = check_storage_uri(args.table, "--table") if args.table else None
+        truth = check_storage_uri(args.truth, "--truth") if args.truth else None
+        spark = get_spark(cfg.spark, args.master)
+        print(results_table(run_train(spark, cfg, table, truth)))
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

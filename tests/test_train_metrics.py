@@ -1,0 +1,107 @@
+"""Calibration formula, every metric on hand-computable data, and the champion gate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sk_log_loss
+from sklearn.metrics import roc_auc_score
+
+from pipelines.train import metrics as m
+from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
+from pipelines.train.gate import decide_promotion
+
+Y = np.array([0, 0, 1, 1])
+P = np.array([0.1, 0.4, 0.35, 0.8])
+
+
+def test_undo_downsampling_by_hand_and_round_trip():
+    # p = 0.5 with a tenth of negatives kept: odds 1 -> 0.1, so q = 1/11.
+    assert undo_downsampling(np.array([0.5]), 0.1)[0] == pytest.approx(1 / 11)
+    assert undo_downsampling(np.array([0.2, 0.7]), 1.0) == pytest.approx([0.2, 0.7])
+    # Downsampling multiplies the odds by 1/w; the formula undoes exactly that.
+    q, w = np.array([0.01, 0.03, 0.5]), 0.25
+    p = (q / (1 - q) / w) / (1 + q / (1 - q) / w)
+    assert undo_downsampling(p, w) == pytest.approx(q)
+
+
+def test_calibrator_interpolates_between_knots_and_is_flat_beyond():
+    cal = Calibrator(1.0, (0.1, 0.3), (0.0, 0.2))
+    assert cal(np.array([0.0, 0.1, 0.2, 0.3, 0.9])) == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.2])
+    assert Calibrator(0.5)(np.array([0.5])) == pytest.approx([1 / 3])
+
+
+def test_isotonic_on_spark_matches_pool_adjacent_violators(spark):
+    # Scores 0.1..0.4 with labels 0,1,0,1: PAV pools the middle pair to 0.5.
+    df = spark.createDataFrame([(0.1, 0), (0.2, 1), (0.3, 0), (0.4, 1)], "p double, label int")
+    cal = fit_isotonic(df, "p", "label", 1.0, prior_rows=0.0)
+    assert cal(np.array([0.1, 0.2, 0.3, 0.4])) == pytest.approx([0.0, 0.5, 0.5, 1.0])
+    # One pseudo-row at the block's mean score keeps a click-less block off 0.0.
+    smoothed = fit_isotonic(df, "p", "label", 1.0, prior_rows=1.0)
+    assert smoothed(np.array([0.1, 0.25, 0.4])) == pytest.approx([0.1 / 2, (1 + 0.25) / 3, (1 + 0.4) / 2])
+    # With w < 1 the knots sit at corrected scores: q(0.5, w=0.5) = 1/3.
+    assert fit_isotonic(df, "p", "label", 0.5).knots_x[0] == pytest.approx(0.1 / (0.1 + 0.9 / 0.5))
+
+
+def test_log_loss_and_entropy_by_hand():
+    expected = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4
+    assert m.log_loss(Y, P) == pytest.approx(expected)
+    assert m.log_loss(Y, P) == pytest.approx(sk_log_loss(Y, P))
+    assert m.entropy(0.5) == pytest.approx(math.log(2))
+    assert m.normalized_entropy(Y, P) == pytest.approx(expected / math.log(2))
+    assert m.normalized_entropy(Y, np.full(4, 0.5)) == pytest.approx(1.0)
+
+
+def test_auc_by_hand_with_ties_and_against_sklearn():
+    # Pairs (pos, neg): (0.35 vs 0.1) win, (0.35 vs 0.4) lose, 0.8 wins both: 3/4.
+    assert m.auc(Y, P) == pytest.approx(0.75)
+    assert m.auc(np.array([0, 1]), np.array([0.3, 0.3])) == pytest.approx(0.5)
+    assert math.isnan(m.auc(np.array([1, 1]), np.array([0.1, 0.2])))
+    rng = np.random.default_rng(3)
+    y, p = rng.integers(0, 2, 500), np.round(rng.random(500), 2)
+    assert m.auc(y, p) == pytest.approx(roc_auc_score(y, p))
+
+
+def test_gauc_weights_users_by_impressions_and_skips_one_class_users():
+    y = np.array([1, 0, 1, 0, 0, 0, 1, 1, 0])
+    p = np.array([0.9, 0.1, 0.2, 0.8, 0.5, 0.3, 0.4, 0.4, 0.4])
+    g = np.array(["a", "a", "b", "b", "b", "b", "c", "c", "c"])
+    # a: AUC 1 (2 imps); b: pos 0.2 below all three negs -> 0 (4 imps); c: ties -> 0.5 (3 imps).
+    assert m.gauc(y, p, g) == pytest.approx((2 * 1.0 + 4 * 0.0 + 3 * 0.5) / 9)
+    assert m.gauc(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]), np.array(["x", "x", "y"])) != m.gauc(
+        np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]), np.array(["x", "x", "x"]))
+
+
+def test_calibration_deciles_overall_and_ece_by_hand():
+    y = np.array([0, 0, 0, 1] * 5)
+    p = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 4)
+    table = m.calibration_deciles(y, p, bins=5)
+    assert table["n"].tolist() == [4] * 5
+    assert table["predicted"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert table["actual"].tolist() == pytest.approx([0.25] * 5)
+    assert table["ratio"].tolist() == pytest.approx([0.4, 0.8, 1.2, 1.6, 2.0])
+    assert m.overall_calibration(y, p) == pytest.approx(0.3 * 20 / 5)
+    assert m.expected_calibration_error(y, p, bins=5) == pytest.approx((0.15 + 0.05 + 0.05 + 0.15 + 0.25) / 5)
+
+
+def test_achievable_share():
+    assert m.achievable_share(0.14, 0.16, 0.12) == pytest.approx(0.5)
+    assert m.achievable_share(0.12, 0.16, 0.12) == pytest.approx(1.0)
+    assert math.isnan(m.achievable_share(0.1, 0.12, 0.12))
+    out = m.evaluate(Y, P, np.array(["a"] * 4), bayes_log_loss=0.5)
+    assert out["achievable_share"] == pytest.approx((math.log(2) - m.log_loss(Y, P)) / (math.log(2) - 0.5))
+
+
+@pytest.mark.parametrize("new, champion, promote, why", [
+    ({"ne": 0.80, "calibration": 1.01}, None, True, "no champion yet"),
+    ({"ne": 0.80, "calibration": 1.021}, None, False, "not within 2%"),
+    ({"ne": 0.80, "calibration": 0.979}, {"ne": 0.9, "calibration": 1.0}, False, "not within 2%"),
+    ({"ne": 0.80, "calibration": 1.02}, {"ne": 0.80, "calibration": 1.0}, True, "<= champion's"),
+    ({"ne": 0.80, "calibration": 0.98}, {"ne": 0.81, "calibration": 1.0}, True, "<= champion's"),
+    ({"ne": 0.8001, "calibration": 1.0}, {"ne": 0.80, "calibration": 1.0}, False, "worse than the champion's"),
+    ({"ne": 0.7, "calibration": float("nan")}, None, False, "not within"),
+])
+def test_champion_gate(new, champion, promote, why):
+    decided, reason = decide_promotion(new, champion, tolerance=0.02)
+    assert decided is promote and why in reason
