@@ -108,7 +108,7 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path) -> dict:
     for i in range(days):
         day = gen.start_date + timedelta(days=i)
         t = time.perf_counter()
-        lines = run_ingest(spark, cfg, day)
+        lines, ingest_gate = run_ingest(spark, cfg, day)
         ingest_s = time.perf_counter() - t
         t = time.perf_counter()
         report = run_silver(spark, cfg, day, {s: sum(c.values()) for s, c in lines.items()})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from jobs.config import ConfigError, load_config
+from jobs.quality import GateFailed
 from pipelines.config import AppConfig
 
 EXIT_OK = 0
@@ -139,6 +140,10 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except GateFailed as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GATE
     except Exception:  # noqa: BLE001 - the scheduler needs an exit code, the user a traceback
         log.exception("run failed")
         return EXIT_RUNTIME

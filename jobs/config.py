@@ -24,6 +24,7 @@ from pipelines.config import (
     GeneratorRates,
     IngestConfig,
     PathsConfig,
+    QualityConfig,
     SparkConfig,
 )
 
@@ -189,6 +190,15 @@ def _validate(cfg: AppConfig) -> None:
                      f"generator.rates.{f.name} must be between 0 and 0.2, got {value}")
 
 
+def _validate_quality(q: QualityConfig) -> None:
+    _require(0 < q.volume_band < 1, f"quality.volume_band must be between 0 and 1 (exclusive), got {q.volume_band}")
+    _require(0 < q.rate_band < 1, f"quality.rate_band must be between 0 and 1 (exclusive), got {q.rate_band}")
+    _require(1 <= q.trailing_days <= 90, "quality.trailing_days must be between 1 and 90")
+    _require(1 <= q.min_trailing_days <= q.trailing_days,
+             f"quality.min_trailing_days ({q.min_trailing_days}) must be between 1 and quality.trailing_days "
+             f"({q.trailing_days})")
+
+
 def load_config(
     env: str | None = None,
     extra_files: typing.Sequence[str] = (),
@@ -221,12 +231,14 @@ def load_config(
         raise ConfigError(f"unknown config section {unknown[0]!r} (known: {', '.join(sections)})")
     built = {}
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
-                      ("clean", CleanConfig), ("generator", GeneratorConfig)):
+                      ("clean", CleanConfig), ("generator", GeneratorConfig),
+                      ("quality", QualityConfig)):
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
     cfg = AppConfig(**built)
     _validate(cfg)
+    _validate_quality(cfg.quality)
     return cfg
 
 

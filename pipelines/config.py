@@ -89,9 +89,20 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    volume_band: float
+    rate_band: float
+    trailing_days: int
+    min_trailing_days: int
+    results_dir: str | None = None
+    local_results_dir: str = "data/_quality"
+
+
+@dataclass(frozen=True)
 class AppConfig:
     spark: SparkConfig
     paths: PathsConfig
     ingest: IngestConfig
     clean: CleanConfig
     generator: GeneratorConfig
+    quality: QualityConfig
