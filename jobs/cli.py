@@ -116,7 +116,7 @@ def resolve(args: argparse.Namespace) -> AppConfig:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "pyspark"):
+    for noisy in ("py4j", "pyspark", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

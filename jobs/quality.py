@@ -144,11 +144,16 @@ def _parameters(cfg: AppConfig, day: date, part: date) -> dict[str, Any]:
     }
 
 
+def metrics_uri(wh: Warehouse, table: str, day: date) -> str:
+    """A published partition's day metrics, the baseline of later days' volume checks."""
+    return f"{wh.root}/_quality/metrics/{table}/dt={day.isoformat()}.json"
+
+
 def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: int) -> list[dict]:
     """The metrics of the trailing days whose gates passed (only those are recorded)."""
     out = []
     for k in range(1, days + 1):
-        uri = f"{wh.root}/_quality/metrics/{table}/dt={(day - timedelta(days=k)).isoformat()}.json"
+        uri = metrics_uri(wh, table, day - timedelta(days=k))
         if storage.exists(spark, uri):
             out.append(json.loads(storage.read_text(spark, uri)))
     return out
@@ -230,7 +235,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     else:
         for name, values in metrics_of.items():
             part = (partitions or {}).get(name, day)
-            storage.write_json(spark, f"{wh.root}/_quality/metrics/{name}/dt={part.isoformat()}.json",
+            storage.write_json(spark, metrics_uri(wh, name, part),
                                {k: v for k, v in values.items() if isinstance(v, (int, float)) or v is None})
         summary["tables"] = {n: {"delta_version": v} for n, v in table_versions(spark, written).items()}
     for text in warnings:

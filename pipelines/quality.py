@@ -77,14 +77,15 @@ def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[
 
 
 def trailing_ratio(today: float | None, history: Iterable[float | None], min_days: int) -> float | None:
-    """Today's value over the mean of the trailing days; None when there is too little history to judge."""
-    past = [float(v) for v in history if v is not None]
+    """Today's value over the mean of the trailing days; None when there is too little history to judge.
+
+    Days with a zero value (the empty label day before a backfill's first
+    night) are no baseline and do not count as history.
+    """
+    past = [float(v) for v in history if v]
     if today is None or len(past) < min_days:
         return None
-    base = mean(past)
-    if base == 0:
-        return None if today == 0 else float("inf")
-    return float(today) / base
+    return float(today) / mean(past)
 
 
 def with_volume(metrics: Mapping[str, Any], volume: Sequence[str], history: Sequence[Mapping[str, Any]],
