@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -70,25 +71,39 @@ def data_docs_index(root: str) -> str:
 
 
 def table_versions(spark: SparkSession, uris: Mapping[str, str]) -> dict[str, int | None]:
-    """The current Delta version of each table, None for a table that does not exist yet."""
-    return {name: (DeltaTable.forPath(spark, uri).history(1).first()["version"]
-                   if storage.is_delta(spark, uri) else None) for name, uri in uris.items()}
+    """The current Delta version of each table, None for a table that does not exist yet.
+
+    Read from the commit files' names (``_delta_log/<version>.json``): a folder
+    listing, no Spark job.
+    """
+    out: dict[str, int | None] = {}
+    for name, uri in uris.items():
+        commits = [p.rsplit("/", 1)[1] for p in storage.glob(spark, f"{uri}/_delta_log/*.json")]
+        versions = [int(c[:-5]) for c in commits if c[:-5].isdigit()]
+        out[name] = max(versions) if versions else None
+    return out
 
 
 def restore(spark: SparkSession, uris: Mapping[str, str], versions: Mapping[str, int | None]) -> dict[str, Any]:
     """Put every table back at its recorded version; remove a table that did not exist."""
-    done: dict[str, Any] = {}
     now = table_versions(spark, uris)
-    for name, uri in uris.items():
-        before = versions.get(name)
+
+    def one(name: str) -> str | None:
+        before, uri = versions.get(name), uris[name]
         if before is None:
-            if now[name] is not None:
-                storage.delete(spark, uri)
-                done[name] = "removed (the stage created it)"
-        elif now[name] != before:
-            DeltaTable.forPath(spark, uri).restoreToVersion(before)
-            done[name] = f"restored to version {before}"
-    return done
+            if now[name] is None:
+                return None
+            storage.delete(spark, uri)
+            return "removed (the stage created it)"
+        if now[name] == before:
+            return None
+        DeltaTable.forPath(spark, uri).restoreToVersion(before)
+        return f"restored to version {before}"
+
+    # Independent tables: their RESTOREs run as concurrent Spark jobs.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = dict(zip(uris, pool.map(one, uris)))
+    return {name: what for name, what in done.items() if what}
 
 
 def load_suite(name: str) -> dict:
@@ -105,7 +120,9 @@ def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
 
         ctx = gx.get_context(mode="file", project_root_dir=root)
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-        ctx.data_sources.add_or_update_spark("spark")
+        # persist=False: GX would otherwise cache every partition it validates (a
+        # full read of every column into memory); its aggregates read few columns.
+        ctx.data_sources.add_or_update_spark("spark", persist=False)
         ctx.data_sources.add_or_update_pandas("pandas")
         _CONTEXTS[root] = ctx
     return _CONTEXTS[root]
@@ -219,7 +236,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
         values = q.with_volume(values, suite.get("meta", {}).get("volume", []),
                                _history(spark, wh, "run_report", day, cfg.quality.trailing_days),
                                cfg.quality.min_trailing_days)
-        check("run_report", "pandas", q.split_suite(suite, list(values))[0], pd.DataFrame([values]), day,
+        check("run_report", "pandas", q.split_suite(suite, list(values))[1], pd.DataFrame([values]), day,
               METRIC_FORMAT)
     docs_started = time.monotonic()
     ctx.build_data_docs(resource_identifiers=ids)

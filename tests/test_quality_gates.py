@@ -87,7 +87,7 @@ def cfg(tiny_cfg, tmp_path):
 
 def frame(spark, name, rows):
     ddl = TABLES[name][0]
-    cols = [c.strip().split(" ")[0] for c in ddl.split(",")]
+    cols = [f.name for f in spark.createDataFrame([], ddl).schema.fields]
     return spark.createDataFrame([tuple(r[c] for c in cols) for r in rows], ddl)
 
 
@@ -96,69 +96,78 @@ def content(spark, uri):
     return df.columns, sorted(str(r) for r in df.collect())
 
 
-def publish_then_break(spark, cfg, name, bad_rows, report=None):
-    """Publish a good partition, let a "stage" overwrite it with bad rows, run the gate; return the error."""
-    uri = f"{cfg.paths.warehouse}/t/{name}"
-    part = TABLES[name][2]
-    storage.write_partition(frame(spark, name, [TABLES[name][1](i) for i in range(4)]), uri, D, part)
-    before, versions = content(spark, uri), table_versions(spark, {name: uri})
-    storage.write_partition(frame(spark, name, bad_rows) if bad_rows else
-                            spark.createDataFrame([], TABLES[name][0]), uri, D, part)
-    assert content(spark, uri) != before
+def publish_then_break(spark, cfg, bad: dict[str, list[dict]], report=None):
+    """Publish good partitions, let a "stage" overwrite them with bad rows, run the gate once; return the error.
+
+    Asserts that every table is back exactly as it was published.
+    """
+    uris = {name: f"{cfg.paths.warehouse}/t/{name}" for name in bad}
+    for name, uri in uris.items():
+        storage.write_partition(frame(spark, name, [TABLES[name][1](i) for i in range(4)]), uri, D, TABLES[name][2])
+    before, versions = {n: content(spark, u) for n, u in uris.items()}, table_versions(spark, uris)
+    for name, uri in uris.items():
+        storage.write_partition(frame(spark, name, bad[name]) if bad[name] else
+                                spark.createDataFrame([], TABLES[name][0]), uri, D, TABLES[name][2])
+        assert content(spark, uri) != before[name]
     with pytest.raises(GateFailed) as err:
-        gate(spark, cfg, "test", D, {name: uri}, versions, report)
-    assert content(spark, uri) == before, "the published table changed"
-    assert err.value.summary["rolled_back"] == {name: f"restored to version {versions[name]}"}
+        gate(spark, cfg, "test", D, uris, versions, report)
+    assert {n: content(spark, u) for n, u in uris.items()} == before, "a published table changed"
+    assert err.value.summary["rolled_back"] == {n: f"restored to version {versions[n]}" for n in uris}
     return str(err.value)
 
 
-@pytest.mark.parametrize("name", list(TABLES))
-def test_a_good_partition_passes_and_is_published(spark, cfg, name):
-    uri = f"{cfg.paths.warehouse}/t/{name}"
-    versions = table_versions(spark, {name: uri})
-    storage.write_partition(frame(spark, name, [TABLES[name][1](i) for i in range(4)]), uri, D, TABLES[name][2])
-    summary = gate(spark, cfg, "test", D, {name: uri}, versions)
+def test_good_partitions_pass_and_are_published(spark, cfg):
+    uris = {name: f"{cfg.paths.warehouse}/t/{name}" for name in TABLES}
+    versions = table_versions(spark, uris)
+    for name, uri in uris.items():
+        storage.write_partition(frame(spark, name, [TABLES[name][1](i) for i in range(4)]), uri, D, TABLES[name][2])
+    summary = gate(spark, cfg, "test", D, uris, versions)
     assert summary["passed"] and summary["failures"] == [] and summary["warnings"] == []
-    assert summary["tables"] == {name: {"delta_version": 0}}
+    assert summary["tables"] == {name: {"delta_version": 0} for name in TABLES}
+    assert versions == {name: None for name in TABLES}
 
 
-@pytest.mark.parametrize("name", list(TABLES))
-def test_a_null_key_blocks(spark, cfg, name):
-    key = TABLES[name][3]
-    rows = [TABLES[name][1](i) for i in range(4)]
-    rows[1][key] = None
-    assert f"{name}: {key} has 1 null values (expected none)" in publish_then_break(spark, cfg, name, rows)
+def test_a_null_key_blocks(spark, cfg):
+    bad = {name: [TABLES[name][1](i) for i in range(4)] for name in TABLES}
+    for name, rows in bad.items():
+        rows[1][TABLES[name][3]] = None
+    message = publish_then_break(spark, cfg, bad)
+    for name in TABLES:
+        assert f"{name}: {TABLES[name][3]} has 1 null values (expected none)" in message
 
 
-@pytest.mark.parametrize("name", UNIQUE)
-def test_a_duplicate_key_blocks(spark, cfg, name):
-    rows = [TABLES[name][1](i) for i in (0, 1, 2, 2, 2)]
-    message = publish_then_break(spark, cfg, name, rows)
-    key = {"gold_entity_day": "entity_key_event_date", "gold_features": "entity_key_as_of_date"}.get(
-        name, TABLES[name][3])
-    assert f"{name}: {key} has 2 duplicate values (expected unique)" in message
+def test_a_duplicate_key_blocks(spark, cfg):
+    message = publish_then_break(spark, cfg, {name: [TABLES[name][1](i) for i in (0, 1, 2, 2, 2)] for name in UNIQUE})
+    for name in UNIQUE:
+        key = {"gold_entity_day": "entity_key_event_date", "gold_features": "entity_key_as_of_date"}.get(
+            name, TABLES[name][3])
+        assert f"{name}: {key} has 2 duplicate values (expected unique)" in message
 
 
-@pytest.mark.parametrize("name", [n for n, t in TABLES.items() if t[4]])
-def test_a_rate_outside_its_range_blocks(spark, cfg, name):
-    column, bad = TABLES[name][4]
-    rows = [TABLES[name][1](i) for i in range(4)]
-    rows[2][column] = bad
-    assert f"{name}: {column} has 1 values outside" in publish_then_break(spark, cfg, name, rows)
+def test_a_rate_outside_its_range_blocks(spark, cfg):
+    with_rates = [n for n, t in TABLES.items() if t[4]]
+    bad = {name: [TABLES[name][1](i) for i in range(4)] for name in with_rates}
+    for name, rows in bad.items():
+        rows[2][TABLES[name][4][0]] = TABLES[name][4][1]
+    message = publish_then_break(spark, cfg, bad)
+    for name in with_rates:
+        assert f"{name}: {TABLES[name][4][0]} has 1 values outside" in message
 
 
-@pytest.mark.parametrize("name", NON_EMPTY)
-def test_an_empty_partition_blocks(spark, cfg, name):
-    assert f"{name}: the partition has 0 rows (expected at least 1)" in publish_then_break(spark, cfg, name, [])
+def test_an_empty_partition_blocks(spark, cfg):
+    message = publish_then_break(spark, cfg, {name: [] for name in NON_EMPTY})
+    for name in NON_EMPTY:
+        assert f"{name}: the partition has 0 rows (expected at least 1)" in message
 
 
-@pytest.mark.parametrize("name", list(TABLES))
-def test_a_volume_drop_beyond_the_band_blocks(spark, cfg, name):
+def test_a_volume_drop_beyond_the_band_blocks(spark, cfg):
     wh = Warehouse(cfg.paths.warehouse)
-    for k in (1, 2, 3):
-        storage.write_json(spark, metrics_uri(wh, name, D - timedelta(days=k)), {"rows": 40, "click_rate": 0.5})
-    message = publish_then_break(spark, cfg, name, [TABLES[name][1](i) for i in range(4)])  # 4 rows: 0.1x
-    assert f"{name}: rows is 0.1x the trailing mean (expected between 0.5x and 1.5x)" in message
+    for name in TABLES:
+        for k in (1, 2, 3):
+            storage.write_json(spark, metrics_uri(wh, name, D - timedelta(days=k)), {"rows": 40, "click_rate": 0.5})
+    message = publish_then_break(spark, cfg, {name: [TABLES[name][1](i) for i in range(10, 14)] for name in TABLES})
+    for name in TABLES:  # 4 rows against 40
+        assert f"{name}: rows is 0.1x the trailing mean (expected between 0.5x and 1.5x)" in message
 
 
 def test_a_trailing_click_rate_outside_the_band_warns_in_labels(spark, cfg):
@@ -181,7 +190,7 @@ def good_report():
 def test_an_unbalanced_report_blocks_and_restores_the_stage_tables(spark, cfg):
     report = good_report()
     report["impressions_raw"] += 1  # one landed record without an outcome
-    message = publish_then_break(spark, cfg, "silver_clicks", [silver_click(i) for i in range(5)], report)
+    message = publish_then_break(spark, cfg, {"silver_clicks": [silver_click(i) for i in range(5)]}, report)
     assert "run_report: impressions_outcome_gap is 1 (expected between 0 and 0)" in message
 
 
