@@ -182,8 +182,12 @@ def _judge(table: str, result) -> tuple[list[str], list[str]]:  # noqa: ANN001 -
         if r.success:
             continue
         conf = r.expectation_config
-        if r.exception_info and r.exception_info.get("raised_exception"):
-            text = f"{table}: {conf.type} could not run: {r.exception_info.get('exception_message')}"
+        info = r.exception_info or {}
+        # GX reports an error either flat or per metric: {metric_id: {raised_exception, exception_message}}
+        raised = [info] if info.get("raised_exception") else [
+            v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+        if raised:
+            text = f"{table}: {conf.type} could not run: {raised[0].get('exception_message')}"
         else:
             text = q.describe(table, conf.type, conf.kwargs, r.result or {})
         (warnings if q.severity({"meta": conf.meta or {}}) == q.WARNING else failures).append(text)

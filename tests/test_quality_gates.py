@@ -144,14 +144,16 @@ def test_a_duplicate_key_blocks(spark, cfg):
         assert f"{name}: {key} has 2 duplicate values (expected unique)" in message
 
 
-def test_a_rate_outside_its_range_blocks(spark, cfg):
+def test_a_rate_or_timestamp_outside_its_range_blocks(spark, cfg):
     with_rates = [n for n, t in TABLES.items() if t[4]]
     bad = {name: [TABLES[name][1](i) for i in range(4)] for name in with_rates}
     for name, rows in bad.items():
         rows[2][TABLES[name][4][0]] = TABLES[name][4][1]
+    bad["bronze_impressions"][3]["event_ts"] = TS + timedelta(days=2)  # after the processed window
     message = publish_then_break(spark, cfg, bad)
     for name in with_rates:
         assert f"{name}: {TABLES[name][4][0]} has 1 values outside" in message
+    assert "bronze_impressions: event_ts has 1 values outside [2025-03-03 00:00:00+00:00, " in message
 
 
 def test_an_empty_partition_blocks(spark, cfg):
