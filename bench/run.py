@@ -10,6 +10,8 @@ second per core. DuckDB then runs the same silver decisions as one SQL query
 over the Parquet files of the same bronze Delta version (files listed with the
 `deltalake` package), writing its result to Parquet; its counts are checked
 against Spark's. Results go to bench/results/<timestamp>.json and stdout.
+Each stage's time includes its quality gate; the gate's own time and its share
+of the stage are reported too (``*_gate_s``, ``*_gate_share``).
 Benchmarks are not tests: nothing here asserts a time.
 """
 from __future__ import annotations
@@ -108,14 +110,18 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path) -> dict:
     for i in range(days):
         day = gen.start_date + timedelta(days=i)
         t = time.perf_counter()
-        lines = run_ingest(spark, cfg, day)
+        lines, ingest_gate = run_ingest(spark, cfg, day)
         ingest_s = time.perf_counter() - t
         t = time.perf_counter()
         report = run_silver(spark, cfg, day, {s: sum(c.values()) for s, c in lines.items()})
         silver_s = time.perf_counter() - t
+        gates = {"ingest": ingest_gate["seconds"], "silver": report["quality"]["silver"]["seconds"]}
         nights.append({"date": day.isoformat(), "impressions_raw": report["impressions_raw"],
                        "clicks_raw": report["clicks_raw"], "ingest_s": round(ingest_s, 1),
-                       "silver_s": round(silver_s, 1), "balanced": report["balanced"], "report": report})
+                       "silver_s": round(silver_s, 1), "balanced": report["balanced"],
+                       "ingest_gate_s": gates["ingest"], "silver_gate_s": gates["silver"],
+                       "ingest_gate_share": round(gates["ingest"] / ingest_s, 3),
+                       "silver_gate_share": round(gates["silver"] / silver_s, 3), "report": report})
     last = nights[-1]
     imp = last["impressions_raw"]
     out = {"impressions_per_day": n, "generate_s_all_days": round(generate_s, 1), "nights": [
@@ -165,12 +171,15 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     print(f"\n{'impressions/day':>16} {'generate s':>11} {'ingest s':>9} {'silver s':>9} "
-          f"{'ingest imp/s/core':>18} {'silver imp/s/core':>18} {'duckdb s':>9} {'spark/duckdb':>12}")
+          f"{'ingest imp/s/core':>18} {'silver imp/s/core':>18} {'duckdb s':>9} {'spark/duckdb':>12} "
+          f"{'ingest gate':>12} {'silver gate':>12}")
     for r in results["sizes"]:
         last, duck = r["nights"][-1], r.get("duckdb_reference", {})
         print(f"{r['impressions_per_day']:>16,} {r['generate_s_all_days']:>11} {last['ingest_s']:>9} "
               f"{last['silver_s']:>9} {r['ingest_imp_per_s_per_core']:>18,} {r['silver_imp_per_s_per_core']:>18,} "
-              f"{duck.get('duckdb_silver_s', '-'):>9} {duck.get('spark_over_duckdb', '-'):>12}")
+              f"{duck.get('duckdb_silver_s', '-'):>9} {duck.get('spark_over_duckdb', '-'):>12} "
+              f"{last['ingest_gate_s']:>6}s {last['ingest_gate_share']:>4.0%} {last['silver_gate_s']:>6}s "
+              f"{last['silver_gate_share']:>4.0%}")
     print(f"\nresults: {out_dir / f'bench-{stamp}.json'}")
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from jobs.config import ConfigError, load_config
+from jobs.quality import GateFailed
 from pipelines.config import AppConfig
 
 EXIT_OK = 0
@@ -115,7 +116,7 @@ def resolve(args: argparse.Namespace) -> AppConfig:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "pyspark"):
+    for noisy in ("py4j", "pyspark", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -139,6 +140,10 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except GateFailed as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_GATE
     except Exception:  # noqa: BLE001 - the scheduler needs an exit code, the user a traceback
         log.exception("run failed")
         return EXIT_RUNTIME

@@ -26,6 +26,7 @@ from pipelines.config import (
     GoldConfig,
     IngestConfig,
     PathsConfig,
+    QualityConfig,
     SparkConfig,
     TrainingSetConfig,
     TrainConfig,
@@ -266,6 +267,13 @@ def _validate_train(tr: TrainConfig) -> None:
     _require(not set(tr.numeric_features + tr.categorical_features) & set(names),
              "train: a feature list names the label, split, group, date, id or neg_keep_rate column")
     _require(tr.numeric_prefix != tr.categorical_prefix, "train.numeric_prefix and train.categorical_prefix must differ")
+def _validate_quality(q: QualityConfig) -> None:
+    _require(0 < q.volume_band < 1, f"quality.volume_band must be between 0 and 1 (exclusive), got {q.volume_band}")
+    _require(0 < q.rate_band < 1, f"quality.rate_band must be between 0 and 1 (exclusive), got {q.rate_band}")
+    _require(1 <= q.trailing_days <= 90, "quality.trailing_days must be between 1 and 90")
+    _require(1 <= q.min_trailing_days <= q.trailing_days,
+             f"quality.min_trailing_days ({q.min_trailing_days}) must be between 1 and quality.trailing_days "
+             f"({q.trailing_days})")
 
 
 def load_config(
@@ -301,7 +309,7 @@ def load_config(
     built = {}
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
                       ("clean", CleanConfig), ("generator", GeneratorConfig), ("gold", GoldConfig),
-                      ("training_set", TrainingSetConfig), ("train", TrainConfig)):
+                      ("training_set", TrainingSetConfig), ("train", TrainConfig), ("quality", QualityConfig)):
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
@@ -309,6 +317,7 @@ def load_config(
     _validate(cfg)
     _validate_gold(cfg)
     _validate_train(cfg.train)
+    _validate_quality(cfg.quality)
     return cfg
 
 

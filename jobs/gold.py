@@ -28,6 +28,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
+from jobs.quality import gate, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.features import (  # noqa: E402
@@ -109,19 +110,27 @@ def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: da
     return keys
 
 
-def run_gold(spark: SparkSession, cfg: AppConfig, day: date) -> dict:
+def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int = 1) -> dict:
     """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
     wh = Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
     event_day = day - timedelta(days=cfg.clean.label_maturity_days)
-    write_partials(spark, cfg, wh, event_day)
     as_of = event_day + timedelta(days=1)
+    gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
+    versions = table_versions(spark, gated)
+    write_partials(spark, cfg, wh, event_day)
     keys = write_snapshot(spark, cfg, wh, as_of)
     seconds = time.monotonic() - started
     log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
              f"{sum(keys.values()):,}", seconds)
-    return {"partials_event_date": event_day.isoformat(), "features_as_of": as_of.isoformat(),
-            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
+    out = {"partials_event_date": event_day.isoformat(), "features_as_of": as_of.isoformat(),
+           "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
+    if closed_labels:
+        out["quality"] = gate(spark, cfg, "gold", day, gated, versions,
+                              partitions={"gold_entity_day": event_day, "gold_features": as_of})
+    else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
+        log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
         spark = get_spark(cfg.spark, args.master)
-        run_gold(spark, cfg, args.date)
+        labels = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).silver("labels")).where(
+            F.col("event_date") == F.lit(args.date - timedelta(days=cfg.clean.label_maturity_days))).count()
+        run_gold(spark, cfg, args.date, labels)
         return 0
 
     return run_main(parser, body, argv)

@@ -26,6 +26,7 @@ from delta.tables import DeltaTable  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Landing, Warehouse  # noqa: E402
+from jobs.quality import gate, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig, IngestConfig  # noqa: E402
 from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows  # noqa: E402
@@ -87,9 +88,18 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
     return deleted
 
 
-def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> dict[str, dict[str, int]]:
-    """Ingest every stream of one arrival date; returns line counts per stream and reason."""
+def gated_tables(wh: Warehouse) -> dict[str, str]:
+    """The tables ingest publishes through its quality gate: suite name -> URI (dimensions are not gated)."""
+    return {**{f"bronze_{s.name}": wh.bronze(s.name) for s in EVENT_STREAMS}, "bronze_quarantine": wh.quarantine}
+
+
+def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str, dict[str, int]], dict]:
+    """Ingest every stream of one arrival date; returns line counts per stream and reason, and the gate summary.
+
+    Raises GateFailed (after restoring the gated tables) when a critical expectation fails.
+    """
     landing, wh = Landing(cfg.paths.landing), Warehouse(cfg.paths.warehouse)
+    versions = table_versions(spark, gated_tables(wh))
     ingested_at = F.current_timestamp()
     counts: dict[str, dict[str, int]] = {}
     quarantined: list[DataFrame] = []
@@ -112,11 +122,13 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> dict[str, dict
     storage.write_partition(union, wh.quarantine, day)
     spark.catalog.clearCache()
     log.info("ingest quarantine written in %.1fs", time.monotonic() - t)
+    # The gate runs before retention: a DELETE + VACUUM could not be rolled back.
+    quality = gate(spark, cfg, "ingest", day, gated_tables(wh), versions)
     t = time.monotonic()
     enforce_retention(spark, wh, [s.name for s in EVENT_STREAMS + DIM_STREAMS], cfg.ingest, day)
     log.info("ingest retention checked in %.1fs", time.monotonic() - t)
     log.info("ingest dt=%s done in %.1fs", day, time.monotonic() - started)
-    return counts
+    return counts, quality
 
 
 def main(argv: list[str] | None = None) -> int:

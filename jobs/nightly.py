@@ -5,7 +5,9 @@
 Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
 bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature
-snapshot as of the day after it). Writes the run report to
+snapshot as of the day after it). After each stage its quality gate validates
+what it wrote and either publishes it or restores the tables and stops the night
+with exit code 3 (later stages do not run). Writes the run report to
 <warehouse>/reports/dt=<date>/run_report.json and a readable summary.md beside
 it. Re-running a date replaces that date's partitions: the result is the same
 as running it once.
@@ -34,10 +36,16 @@ log = logging.getLogger("ctr.nightly")
 
 
 def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
+    gates = report.get("quality", {})
     lines = [f"# Nightly run {report['date']}", "",
              "Balanced: **yes**" if report["balanced"] else "Balanced: **NO** - " + "; ".join(report["balance_errors"]),
              "", "## Funnel", "", "```", *funnel_lines(report), "```", "", "## Stage times", "",
-             "| stage | seconds |", "|---|---:|", *[f"| {k} | {v:.1f} |" for k, v in stage_seconds.items()], ""]
+             "| stage | seconds | of which quality gate |", "|---|---:|---:|",
+             *[f"| {k} | {v:.1f} | {gates.get(k, {}).get('seconds', 0):.1f} |" for k, v in stage_seconds.items()], "",
+             "## Quality gates", "",
+             *[f"- {k}: {'passed' if g['passed'] else 'FAILED'}, {len(g['warnings'])} warnings"
+               + "".join(f"\n  - warning: {w}" for w in g["warnings"]) for k, g in gates.items()],
+             "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", ""]
     return "\n".join(lines)
 
 
@@ -46,7 +54,7 @@ def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     times: dict[str, float] = {}
     t0 = time.monotonic()
     log.info("[1/3] ingest dt=%s", day)
-    lines = run_ingest(spark, cfg, day)
+    lines, ingest_gate = run_ingest(spark, cfg, day)
     times["ingest"] = time.monotonic() - t0
     t1 = time.monotonic()
     log.info("[2/3] silver dt=%s", day)
@@ -55,10 +63,11 @@ def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     times["silver"] = time.monotonic() - t1
     t2 = time.monotonic()
     log.info("[3/3] gold dt=%s", day)
-    report["gold"] = run_gold(spark, cfg, day)
+    report["gold"] = run_gold(spark, cfg, day, report["closed_day"]["impressions"])
     times["gold"] = time.monotonic() - t2
     report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {
         s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
+    report["quality"] = {"ingest": ingest_gate, **report.get("quality", {})}
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     storage.write_json(spark, wh.report(day), report)
     storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))

@@ -33,6 +33,14 @@ def main() -> int:
             bad = [k for k, v in exp.items() if report.get(k) != v]
             check = "matches the generator's expected counts" if not bad else f"DIFFERS from expected on {bad}"
         print(f"\nRun report {report['date']}: {'balanced' if report['balanced'] else 'NOT BALANCED'}, {check}")
+        gates = report.get("quality", {})
+        if gates:
+            print("   quality gates: " + ", ".join(
+                f"{k} {'passed' if g['passed'] else 'FAILED'} in {g['seconds']:.1f}s"
+                + (f" ({len(g['warnings'])} warnings)" if g["warnings"] else "") for k, g in gates.items()))
+            for g in gates.values():
+                for w in g["warnings"]:
+                    print(f"     warning: {w}")
         for line in funnel_lines(report):
             print("   " + line)
     print("\nWhere to look:")
@@ -42,6 +50,13 @@ def main() -> int:
         tables = sorted(p.name for p in (wh / layer).iterdir() if (p / "_delta_log").is_dir()) if (wh / layer).is_dir() else []
         print(f"  {layer} Delta tables  {wh}/{layer}/{{{','.join(tables)}}}")
     print(f"  run reports         {wh}/reports/dt=*/run_report.json  (+ summary.md beside each)")
+    gates = [g for path in reports for g in json.loads(path.read_text()).get("quality", {}).values()]
+    if gates:
+        docs, results = gates[-1]["data_docs"], gates[-1]["results"]
+        runs = str(Path(gates[-1]["summary"]).parent.parent)
+        print(f"  quality Data Docs   {docs}")
+        print(f"  validation results  {results}  (GX JSON, one per suite and run)")
+        print(f"  gate summaries      {runs}/dt=*/{{ingest,silver}}.json")
     print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")
     print("=" * 78)
     return 0

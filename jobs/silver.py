@@ -26,6 +26,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
+from jobs.quality import gate, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines import silver  # noqa: E402
 from pipelines.attribution import decide_clicks, with_final_fates  # noqa: E402
@@ -97,6 +98,8 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     """Decide every record that landed on ``day``, close the matured day, and return the run report."""
     clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
+    gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
+    versions = table_versions(spark, gated)
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
     prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
@@ -126,11 +129,14 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     report["balanced"] = not errors
     report["balance_errors"] = errors
     spark.catalog.clearCache()
+    if errors:
+        log.error("run report does not balance: %s", "; ".join(errors))
+    event_day = day - timedelta(days=clean.label_maturity_days)
+    report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report,
+                                        partitions={"silver_labels": event_day})}
     log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
     for line in funnel_lines(report):
         log.info("  %s", line)
-    if errors:
-        log.error("run report does not balance: %s", "; ".join(errors))
     return report
 
 

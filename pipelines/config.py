@@ -125,6 +125,16 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    volume_band: float
+    rate_band: float
+    trailing_days: int
+    min_trailing_days: int
+    results_dir: str | None = None
+    local_results_dir: str = "data/_quality"
+
+
+@dataclass(frozen=True)
 class AppConfig:
     spark: SparkConfig
     paths: PathsConfig
@@ -134,6 +144,7 @@ class AppConfig:
     gold: GoldConfig
     training_set: TrainingSetConfig
     train: TrainConfig
+    quality: QualityConfig
 
 
 @dataclass(frozen=True)

@@ -27,21 +27,25 @@ def write_landing(root):
     (hour / "notes.txt").write_text("not a log file\n")  # outside the contract's *.jsonl[.gz]
     (hour / "d.jsonl._COPYING_").write_text("half a li")  # still being uploaded
     (hour / ".e.jsonl").write_text("hidden\n")
+    clicks = root / "clicks" / f"dt={D}" / "hour=08"  # a night without clicks would fail its quality gate
+    clicks.mkdir(parents=True)
+    (clicks / "a.jsonl").write_text('{"click_id":"c1","impression_id":"i1","event_ts":"2025-04-01T08:00:09Z",'
+                                    '"user_id":"u1"}\n')
 
 
 def test_ingest_reads_every_line_of_every_log_file_once(spark, tiny_cfg, tmp_path):
     write_landing(tmp_path / "landing")
     cfg = dataclasses.replace(tiny_cfg, paths=dataclasses.replace(
         tiny_cfg.paths, landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "wh")))
-    counts = run_ingest(spark, cfg, D)
+    counts, _ = run_ingest(spark, cfg, D)
     assert counts["impressions"] == {"ok": 3, "invalid_utf8": 1, "invalid_json": 1}
-    assert counts["clicks"] == {} and counts["users"] == {}  # no files: nothing, and no failure
+    assert counts["conversions"] == {} and counts["users"] == {}  # no files: nothing, and no failure
     wh = Warehouse(cfg.paths.warehouse)
     bronze = storage.read_delta(spark, wh.bronze("impressions"))
     assert sorted(r[0] for r in bronze.select("impression_id").collect()) == ["i1", "i2", "i4"]
     assert bronze.where(F.col("hour") != 8).count() == 0
 
     before = sorted(map(str, storage.read_delta(spark, wh.quarantine).drop("_ingested_at").collect()))
-    assert run_ingest(spark, cfg, D) == counts  # a re-run replaces, never appends
+    assert run_ingest(spark, cfg, D)[0] == counts  # a re-run replaces, never appends
     assert storage.read_delta(spark, wh.bronze("impressions")).count() == 3
     assert sorted(map(str, storage.read_delta(spark, wh.quarantine).drop("_ingested_at").collect())) == before

@@ -1,0 +1,271 @@
+"""Data-quality gates: validate what a stage wrote, and roll it back if a critical expectation fails.
+
+Publication is "write, audit, roll back": before a stage, ``table_versions``
+records the Delta version of every table it writes; the stage writes; ``gate``
+validates the written partitions (read back from Delta, not re-running the
+stage's plan) and the run report with the suites in expectations/; on a
+critical failure every written table is restored to its recorded version (a
+table the stage created is removed), the validation result is stored, and
+``GateFailed`` is raised (exit code 3 under ``run_main``).
+
+Results and Data Docs: see ``results_root``; the README's "Quality gates".
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from delta.tables import DeltaTable
+from jobs import storage
+from jobs.config import REPO_ROOT
+from jobs.layout import Warehouse
+from pipelines import quality as q
+from pipelines.config import AppConfig
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the machine
+
+log = logging.getLogger("ctr.quality")
+
+SUITES_DIR = REPO_ROOT / "expectations"
+# Rows: counts only (partial_unexpected_count 0 keeps GX from running one extra
+# filter job per expectation to fetch examples); the metric row is pandas, so
+# its examples (the observed metric) cost nothing.
+ROW_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+METRIC_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 3}
+_CONTEXTS: dict[str, Any] = {}
+
+
+class GateFailed(RuntimeError):
+    """A critical expectation failed; the stage's writes were rolled back."""
+
+    def __init__(self, summary: dict):
+        self.summary = summary
+        lines = "\n  ".join(summary["failures"])
+        super().__init__(f"quality gate '{summary['stage']}' failed for {summary['date']}; nothing was published "
+                         f"(tables restored to their previous versions):\n  {lines}\n"
+                         f"  validation results: {summary['results']}\n  data docs: {summary['data_docs']}")
+
+
+def results_root(cfg: AppConfig) -> str:
+    """Where validation results and Data Docs go: quality.results_dir, else <warehouse>/_quality if local."""
+    if cfg.quality.results_dir:
+        return cfg.quality.results_dir
+    wh = cfg.paths.warehouse
+    if "://" not in wh or wh.startswith("file://"):
+        return str(Path(wh.removeprefix("file://")).resolve() / "_quality")
+    local = Path(cfg.quality.local_results_dir)
+    return str(local if local.is_absolute() else REPO_ROOT / local)
+
+
+def data_docs_index(root: str) -> str:
+    return f"{root}/gx/uncommitted/data_docs/local_site/index.html"
+
+
+def table_versions(spark: SparkSession, uris: Mapping[str, str]) -> dict[str, int | None]:
+    """The current Delta version of each table, None for a table that does not exist yet.
+
+    Read from the commit files' names (``_delta_log/<version>.json``): a folder
+    listing, no Spark job.
+    """
+    out: dict[str, int | None] = {}
+    for name, uri in uris.items():
+        commits = [p.rsplit("/", 1)[1] for p in storage.glob(spark, f"{uri}/_delta_log/*.json")]
+        versions = [int(c[:-5]) for c in commits if c[:-5].isdigit()]
+        out[name] = max(versions) if versions else None
+    return out
+
+
+def restore(spark: SparkSession, uris: Mapping[str, str], versions: Mapping[str, int | None]) -> dict[str, Any]:
+    """Put every table back at its recorded version; remove a table that did not exist."""
+    now = table_versions(spark, uris)
+
+    def one(name: str) -> str | None:
+        before, uri = versions.get(name), uris[name]
+        if before is None:
+            if now[name] is None:
+                return None
+            storage.delete(spark, uri)
+            return "removed (the stage created it)"
+        if now[name] == before:
+            return None
+        DeltaTable.forPath(spark, uri).restoreToVersion(before)
+        return f"restored to version {before}"
+
+    # Independent tables: their RESTOREs run as concurrent Spark jobs.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = dict(zip(uris, pool.map(one, uris)))
+    return {name: what for name, what in done.items() if what}
+
+
+def load_suite(name: str) -> dict:
+    path = SUITES_DIR / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
+    if root not in _CONTEXTS:
+        import great_expectations as gx
+
+        Path(root).mkdir(parents=True, exist_ok=True)
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        ctx = gx.get_context(mode="file", project_root_dir=root)
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        # persist=False: GX would otherwise cache every partition it validates (a
+        # full read of every column into memory); its aggregates read few columns.
+        ctx.data_sources.add_or_update_spark("spark", persist=False)
+        ctx.data_sources.add_or_update_pandas("pandas")
+        _CONTEXTS[root] = ctx
+    return _CONTEXTS[root]
+
+
+def _checkpoint(ctx, source: str, name: str, expectations: list[dict], result_format: dict):  # noqa: ANN001, ANN202
+    """A checkpoint of one suite over one dataframe asset, (re)registered so suite edits take effect."""
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    ds = ctx.data_sources.get(source)
+    try:
+        asset = ds.get_asset(name)
+    except LookupError:
+        asset = ds.add_dataframe_asset(name)
+    try:
+        batch = asset.get_batch_definition("whole")
+    except KeyError:
+        batch = asset.add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add_or_update(ExpectationSuite(name=name, expectations=expectations))
+    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    return ctx.checkpoints.add_or_update(gx.Checkpoint(name=name, validation_definitions=[vd],
+                                                       result_format=result_format))
+
+
+def _parameters(cfg: AppConfig, day: date, part: date) -> dict[str, Any]:
+    """Values for the suites' {"$PARAMETER": ...}: the processed window and the volume bands."""
+    utc = lambda d: datetime(d.year, d.month, d.day, tzinfo=timezone.utc)  # noqa: E731
+    lag = timedelta(days=cfg.ingest.max_event_lag_days)
+    return {
+        "event_ts_min": utc(day) - lag,
+        "event_ts_max": utc(day + timedelta(days=1)) + timedelta(minutes=cfg.ingest.max_clock_skew_minutes),
+        "lookback_ts_min": utc(day) - lag - timedelta(days=cfg.clean.lookback_days),
+        "partition_start": utc(part), "partition_end": utc(part + timedelta(days=1)),
+        **q.volume_parameters(cfg.quality.volume_band, cfg.quality.rate_band),
+    }
+
+
+def metrics_uri(wh: Warehouse, table: str, day: date) -> str:
+    """A published partition's day metrics, the baseline of later days' volume checks."""
+    return f"{wh.root}/_quality/metrics/{table}/dt={day.isoformat()}.json"
+
+
+def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: int) -> list[dict]:
+    """The metrics of the trailing days whose gates passed (only those are recorded)."""
+    out = []
+    for k in range(1, days + 1):
+        uri = metrics_uri(wh, table, day - timedelta(days=k))
+        if storage.exists(spark, uri):
+            out.append(json.loads(storage.read_text(spark, uri)))
+    return out
+
+
+def _judge(table: str, result) -> tuple[list[str], list[str]]:  # noqa: ANN001 - a GX suite validation result
+    failures, warnings = [], []
+    for r in result.results:
+        if r.success:
+            continue
+        conf = r.expectation_config
+        info = r.exception_info or {}
+        # GX reports an error either flat or per metric: {metric_id: {raised_exception, exception_message}}
+        raised = [info] if info.get("raised_exception") else [
+            v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+        if raised:
+            text = f"{table}: {conf.type} could not run: {raised[0].get('exception_message')}"
+        else:
+            text = q.describe(table, conf.type, conf.kwargs, r.result or {})
+        (warnings if q.severity({"meta": conf.meta or {}}) == q.WARNING else failures).append(text)
+    return failures, warnings
+
+
+def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
+         versions_before: Mapping[str, int | None], report: Mapping[str, Any] | None = None,
+         partitions: Mapping[str, date] | None = None) -> dict:
+    """Validate what ``stage`` wrote for ``day``; publish (return the summary) or roll back and raise GateFailed.
+
+    ``written``: suite name (expectations/<name>.json) -> table URI; each
+    table's day partition (``partitions[name]``, default ``day``, in the
+    suite's ``meta.partition`` column) is checked. ``report``: the run report,
+    checked with the run_report suite.
+    """
+    import pandas as pd
+
+    started = time.monotonic()
+    wh, root = Warehouse(cfg.paths.warehouse), results_root(cfg)
+    ctx = _context(root)
+    failures, warnings, ids, metrics_of = [], [], [], {}
+
+    def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict) -> None:  # noqa: ANN001
+        if not expectations:
+            return
+        result = _checkpoint(ctx, source, name, expectations, fmt).run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=_parameters(cfg, day, part))
+        for vid, run in result.run_results.items():
+            ids.append(vid)
+            f, w = _judge(name.removesuffix(".metrics"), run)
+            failures.extend(f)
+            warnings.extend(w)
+
+    for name, uri in written.items():
+        suite, part = load_suite(name), (partitions or {}).get(name, day)
+        meta = suite.get("meta", {})
+        df = storage.read_delta(spark, uri).where(F.col(meta["partition"]) == F.lit(part))
+        rows, metric_exps = q.split_suite(suite, df.columns)
+        check(name, "spark", rows, df, part, ROW_FORMAT)
+        values = q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {})).first().asDict()
+        metrics_of[name] = values
+        values = q.with_volume(values, meta.get("volume", []), _history(spark, wh, name, part, cfg.quality.trailing_days),
+                               cfg.quality.min_trailing_days)
+        check(f"{name}.metrics", "pandas", metric_exps, pd.DataFrame([values]), part, METRIC_FORMAT)
+    if report is not None:
+        suite = load_suite("run_report")
+        values = q.report_metrics(report)
+        metrics_of["run_report"] = values
+        values = q.with_volume(values, suite.get("meta", {}).get("volume", []),
+                               _history(spark, wh, "run_report", day, cfg.quality.trailing_days),
+                               cfg.quality.min_trailing_days)
+        check("run_report", "pandas", q.split_suite(suite, list(values))[1], pd.DataFrame([values]), day,
+              METRIC_FORMAT)
+    docs_started = time.monotonic()
+    ctx.build_data_docs(resource_identifiers=ids)
+    docs_seconds = time.monotonic() - docs_started
+    summary = {"stage": stage, "date": day.isoformat(), "passed": not failures, "failures": failures,
+               "warnings": warnings, "results": f"{root}/gx/uncommitted/validations",
+               "data_docs": data_docs_index(root),
+               "summary": f"{root}/runs/dt={day.isoformat()}/{stage}.json"}
+    if failures:
+        summary["rolled_back"] = restore(spark, written, versions_before)
+        for text in failures:
+            log.error("gate %s FAILED: %s", stage, text)
+    else:
+        for name, values in metrics_of.items():
+            part = (partitions or {}).get(name, day)
+            storage.write_json(spark, metrics_uri(wh, name, part),
+                               {k: v for k, v in values.items() if isinstance(v, (int, float)) or v is None})
+        summary["tables"] = {n: {"delta_version": v} for n, v in table_versions(spark, written).items()}
+    for text in warnings:
+        log.warning("gate %s warning: %s", stage, text)
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    summary["data_docs_seconds"] = round(docs_seconds, 2)
+    storage.write_json(spark, summary["summary"], summary)
+    log.info("gate %s dt=%s %s in %.1fs (%d warnings); data docs %s", stage, day,
+             "passed" if not failures else "FAILED", summary["seconds"], len(warnings), summary["data_docs"])
+    if failures:
+        raise GateFailed(summary)
+    return summary

@@ -1,0 +1,72 @@
+"""The gates inside the jobs: exit code 3, nothing published, later stages not run."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from jobs import ingest, nightly, silver, storage
+from jobs.cli import EXIT_GATE
+from jobs.layout import Warehouse
+from jobs.quality import GateFailed
+
+from tests.test_pipeline_e2e import checksum
+
+D = date(2025, 4, 2)
+TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
+
+
+def land(root, stream, line):
+    hour = root / stream / f"dt={D}" / "hour=09"
+    hour.mkdir(parents=True, exist_ok=True)
+    (hour / "a.jsonl").write_text(line + "\n")
+    return hour / "a.jsonl"
+
+
+def contents(spark, wh):
+    return {name: sorted(str(r) for r in storage.read_delta(spark, uri).drop("_ingested_at").collect())
+            for name, uri in ingest.gated_tables(wh).items()}
+
+
+def test_a_failed_ingest_gate_exits_3_keeps_bronze_and_stops_the_night(spark, tmp_path, capsys):
+    landing, wh = tmp_path / "landing", Warehouse(str(tmp_path / "wh"))
+    land(landing, "impressions", '{"impression_id":"i1","event_ts":"2025-04-02T09:00:00Z","user_id":"u1",'
+                                 '"ad_id":"a1","publisher_id":"p1"}')
+    clicks = land(landing, "clicks", '{"click_id":"c1","impression_id":"i1","event_ts":"2025-04-02T09:00:05Z",'
+                                     '"user_id":"u1"}')
+    argv = ["--date", str(D), "--landing", str(landing), "--warehouse", wh.root, "--config", TINY]
+    assert ingest.main(argv) == 0
+    before = contents(spark, wh)
+
+    clicks.write_text("")  # the clicks of the night went missing upstream
+    assert nightly.main(argv) == EXIT_GATE
+    err = capsys.readouterr().err
+    assert "quality gate 'ingest' failed for 2025-04-02" in err
+    assert "bronze_clicks: the partition has 0 rows (expected at least 1)" in err
+    assert contents(spark, wh) == before
+    assert not storage.exists(spark, wh.silver("impressions")) and not storage.exists(spark, wh.report(D))
+    stored = json.loads(storage.read_text(spark, f"{wh.root}/_quality/runs/dt={D}/ingest.json"))
+    assert not stored["passed"]
+    # tables whose (empty) partitions were rewritten without a new commit need no restore
+    assert {"bronze_impressions": "restored to version 0", "bronze_clicks": "restored to version 0"}.items() \
+        <= stored["rolled_back"].items()
+
+
+def test_a_failed_silver_gate_restores_every_silver_table(spark, generated, tmp_path, monkeypatch):
+    cfg, expected, _ = generated
+    shutil.copytree(cfg.paths.warehouse, tmp_path / "wh")
+    copy = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, warehouse=str(tmp_path / "wh")))
+    wh = Warehouse(copy.paths.warehouse)
+    tables = [wh.silver(n) for n in silver.SCHEMAS]
+    before = {t: checksum(spark, t) for t in tables}
+    report_before = storage.read_text(spark, wh.report(date.fromisoformat(sorted(expected)[1])))
+
+    monkeypatch.setattr(silver, "balance_errors", lambda report, sources: ["bronze holds 1 more impression"])
+    with pytest.raises(GateFailed, match=r"run_report: balance_errors is 1 \(expected between 0 and 0\)"):
+        silver.run_silver(spark, copy, date.fromisoformat(sorted(expected)[1]))
+    assert {t: checksum(spark, t) for t in tables} == before
+    assert storage.read_text(spark, wh.report(date.fromisoformat(sorted(expected)[1]))) == report_before
