@@ -16,7 +16,7 @@ DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 200000
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo backfill bench bench-train train score mlflow-ui clean
+.PHONY: help install jars test demo backfill bench bench-train training-set train score mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... E
 bench: $(STAMP) $(JARS_STAMP)  ## throughput at 1M and 10M impressions, then training at 10M (slow; see bench/)
 	$(PY) bench/run.py
 	$(PY) bench/train_bench.py --rows 10000000
+
+training-set: $(STAMP) $(JARS_STAMP)  ## build the point-in-time training set [END=YYYY-MM-DD] [WAREHOUSE=...]
+	$(SPARK_SUBMIT) jobs/training_set.py --warehouse $(WAREHOUSE) $(if $(END),--end $(END))
 
 train: $(STAMP) $(JARS_STAMP)  ## train, evaluate and gate the CTR models on the training set [WAREHOUSE=...]
 	$(SPARK_SUBMIT) jobs/train.py --landing $(LANDING) --warehouse $(WAREHOUSE)
