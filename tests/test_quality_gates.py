@@ -21,7 +21,7 @@ BRONZE_IMP = ("impression_id string, event_ts timestamp, user_id string, ad_id s
               "_line_hash long, _ingested_at timestamp, hour int, dt date")
 ENTITY_DAY = ("entity string, key string, event_date date, impressions long, measured long, viewable long, "
               "clicks long, viewable_clicks long, conversions long, last_impression_ts timestamp, "
-              "last_click_ts timestamp")
+              "last_click_ts timestamp, users_sketch binary")
 FEATURES = ("entity string, key string, as_of_date date, imps_7d long, clicks_7d long, viewable_7d long, "
             "viewable_clicks_7d long, conv_7d long, ctr_7d double, vctr_7d double, last_impression_ts timestamp, "
             "last_click_ts timestamp")
@@ -53,7 +53,7 @@ def label(i: int) -> dict:
 
 def entity_day(i: int) -> dict:
     return dict(entity="ad", key=f"a{i}", event_date=D, impressions=10, measured=8, viewable=5, clicks=2,
-                viewable_clicks=1, conversions=1, last_impression_ts=TS, last_click_ts=TS)
+                viewable_clicks=1, conversions=1, last_impression_ts=TS, last_click_ts=TS, users_sketch=None)
 
 
 def features(i: int) -> dict:
