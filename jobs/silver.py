@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs import storage  # noqa: E402
@@ -35,6 +35,7 @@ from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions  # n
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.dedup import flag_duplicates  # noqa: E402
 from pipelines.labels import LABEL_COLUMNS, close_day  # noqa: E402
+from pipelines.training_set import one_row_per_key_and_day  # noqa: E402
 from pipelines.report import balance_errors, contract_counts, funnel_lines  # noqa: E402
 
 log = logging.getLogger("ctr.silver")
@@ -84,10 +85,7 @@ def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
     newest = ads.agg(F.max("dt")).first()[0]
     if newest is None:
         log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
-    # A snapshot listing an ad twice: the same row wins on every re-run.
-    first = Window.partitionBy("ad_id").orderBy("_source_file", "_line_hash")
-    return (ads.where(F.col("dt") == F.lit(newest)).withColumn("__n", F.row_number().over(first))
-            .where(F.col("__n") == 1).select("ad_id", "creative_type"))
+    return one_row_per_key_and_day(ads.where(F.col("dt") == F.lit(newest)), "ad_id").select("ad_id", "creative_type")
 
 
 def fate_counts(df: DataFrame) -> dict[str, int]:

@@ -111,12 +111,5 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
      .save(uri))
 
 
-def table_version(spark: SparkSession, uri: str) -> int | None:
-    """The newest committed version of a Delta table, or None when there is no table."""
-    if not is_delta(spark, uri):
-        return None
-    return DeltaTable.forPath(spark, uri).history(1).select("version").first()[0]
-
-
 def read_delta(spark: SparkSession, uri: str) -> DataFrame:
     return spark.read.format("delta").load(uri)

@@ -30,6 +30,7 @@ from jobs import storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main  # noqa: E402
 from jobs.gold import labels_with_dimensions, write_snapshot  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
+from jobs.quality import table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.training_set import (  # noqa: E402
@@ -117,11 +118,12 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
      .option("userMetadata", json.dumps({"training_set": manifest}))
      .partitionBy("event_date").save(wh.gold("training_set")))
     vocab.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(wh.gold("encodings"))
+    versions = table_versions(spark, {name: wh.gold(name) for name in ("training_set", "encodings")})
     counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))
               .groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()}
     manifest.update({
-        "path": wh.gold("training_set"), "version": storage.table_version(spark, wh.gold("training_set")),
-        "encodings_version": storage.table_version(spark, wh.gold("encodings")),
+        "path": wh.gold("training_set"), "version": versions["training_set"],
+        "encodings_version": versions["encodings"],
         "rows": {k: v[0] for k, v in sorted(counts.items())}, "clicks": {k: v[1] for k, v in sorted(counts.items())},
         "seconds": round(time.monotonic() - started, 1)})
     storage.write_json(spark, wh.gold("training_set.json"), manifest)
