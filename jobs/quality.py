@@ -29,6 +29,7 @@ from jobs import storage
 from jobs.config import REPO_ROOT
 from jobs.layout import Warehouse
 from pipelines import quality as q
+from pipelines import row_checks as rc
 from pipelines.config import AppConfig
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the machine
@@ -36,9 +37,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics le
 log = logging.getLogger("ctr.quality")
 
 SUITES_DIR = REPO_ROOT / "expectations"
-# Rows: counts only (partial_unexpected_count 0 keeps GX from running one extra
-# filter job per expectation to fetch examples); the metric row is pandas, so
-# its examples (the observed metric) cost nothing.
+# Schema checks on the Spark frame: no rows are read, so counts only.
 ROW_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 METRIC_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 3}
 _CONTEXTS: dict[str, Any] = {}
@@ -176,7 +175,9 @@ def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: in
     return out
 
 
-def _judge(table: str, result) -> tuple[list[str], list[str]]:  # noqa: ANN001 - a GX suite validation result
+def _judge(table: str, result, compiled: rc.Compiled | None = None,  # noqa: ANN001 - a GX suite validation result
+           values: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """(failures, warnings) in plain words; a compiled row check is described as the expectation it came from."""
     failures, warnings = [], []
     for r in result.results:
         if r.success:
@@ -186,8 +187,13 @@ def _judge(table: str, result) -> tuple[list[str], list[str]]:  # noqa: ANN001 -
         # GX reports an error either flat or per metric: {metric_id: {raised_exception, exception_message}}
         raised = [info] if info.get("raised_exception") else [
             v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+        column = (conf.kwargs or {}).get("column")
         if raised:
             text = f"{table}: {conf.type} could not run: {raised[0].get('exception_message')}"
+        elif compiled is not None and values is not None and column in compiled.sources:
+            exp_type, kwargs = compiled.sources[column]
+            n = values.get(compiled.counts[column])
+            text = q.describe(table, exp_type, kwargs, {"unexpected_count": n, "observed_value": n})
         else:
             text = q.describe(table, conf.type, conf.kwargs, r.result or {})
         (warnings if q.severity({"meta": conf.meta or {}}) == q.WARNING else failures).append(text)
@@ -211,14 +217,15 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     ctx = _context(root)
     failures, warnings, ids, metrics_of = [], [], [], {}
 
-    def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict) -> None:  # noqa: ANN001
+    def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict,  # noqa: ANN001
+              compiled: rc.Compiled | None = None, values: Mapping[str, Any] | None = None) -> None:
         if not expectations:
             return
         result = _checkpoint(ctx, source, name, expectations, fmt).run(
             batch_parameters={"dataframe": frame}, expectation_parameters=_parameters(cfg, day, part))
         for vid, run in result.run_results.items():
             ids.append(vid)
-            f, w = _judge(name.removesuffix(".metrics"), run)
+            f, w = _judge(name.removesuffix(".metrics"), run, compiled, values)
             failures.extend(f)
             warnings.extend(w)
 
@@ -227,12 +234,17 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
         meta = suite.get("meta", {})
         df = storage.read_delta(spark, uri).where(F.col(meta["partition"]) == F.lit(part))
         rows, metric_exps = q.split_suite(suite, df.columns)
-        check(name, "spark", rows, df, part, ROW_FORMAT)
-        values = q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {})).first().asDict()
-        metrics_of[name] = values
-        values = q.with_volume(values, meta.get("volume", []), _history(spark, wh, name, part, cfg.quality.trailing_days),
+        compiled = rc.compile_suite(rows, _parameters(cfg, day, part))
+        # Schema checks on zero rows: GX reads the schema, not the partition.
+        check(name, "spark", compiled.schema, df.limit(0), part, ROW_FORMAT)
+        values = q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {}),
+                                compiled.aggregates).first().asDict()
+        metrics_of[name] = {k: v for k, v in values.items() if k not in compiled.aggregates}
+        values = q.with_volume(rc.with_shares(values, compiled), meta.get("volume", []),
+                               _history(spark, wh, name, part, cfg.quality.trailing_days),
                                cfg.quality.min_trailing_days)
-        check(f"{name}.metrics", "pandas", metric_exps, pd.DataFrame([values]), part, METRIC_FORMAT)
+        check(f"{name}.metrics", "pandas", compiled.expectations + metric_exps, pd.DataFrame([values]), part,
+              METRIC_FORMAT, compiled, values)
     if report is not None:
         suite = load_suite("run_report")
         values = q.report_metrics(report)

@@ -2,8 +2,10 @@
 
 A suite (expectations/<table>.json) holds two kinds of expectations:
 
-- row expectations (the default) run by Great Expectations over the table's
-  written partition; GX resolves them as aggregates, bundled into few passes;
+- row expectations (the default) about the table's written partition: schema
+  ones run by Great Expectations on the Spark frame's schema, the others are
+  compiled (``pipelines.row_checks``) into counts of breaking rows that the
+  metrics aggregation below computes, then GX validates those counts;
 - metric expectations (``meta.batch: "metrics"``) run over a one-row frame of
   day metrics that ``metric_frame`` computes in ONE Spark aggregation: row
   count, duplicate keys, the suite's own aggregates (``meta.metrics``, SQL), and
@@ -19,7 +21,7 @@ import re
 from statistics import mean
 from typing import Any, Iterable, Mapping, Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.report import CLICK_OUTCOMES, CONTRACT_KEYS, IMPRESSION_OUTCOMES
@@ -57,8 +59,10 @@ def key_label(key: Sequence[str]) -> str:
     return "_".join(key)
 
 
-def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[str, str]) -> DataFrame:
-    """One row: ``rows``, ``duplicate_<key>`` per unique key, and each named SQL aggregate; one Spark aggregation.
+def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[str, str],
+                 compiled: Mapping[str, Column] | None = None) -> DataFrame:
+    """One row: ``rows``, ``duplicate_<key>`` per unique key, each named SQL aggregate and each compiled
+    row check (``pipelines.row_checks``); one Spark aggregation.
 
     A duplicate count is rows with a complete key minus distinct complete keys,
     so a key seen three times counts two duplicates; null keys are the null
@@ -73,6 +77,7 @@ def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[
         aggs.append((F.sum(complete.cast("long")) - F.count_distinct(F.when(complete, value)))
                     .alias(f"duplicate_{key_label(key)}"))
     aggs += [F.expr(sql).alias(name) for name, sql in metrics.items()]
+    aggs += [agg.alias(name) for name, agg in (compiled or {}).items()]
     return df.agg(*aggs)
 
 
