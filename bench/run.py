@@ -1,17 +1,21 @@
-"""`make bench`: throughput of generator, ingest and silver, and a DuckDB reference.
+"""`make bench`: one night per stage (ingest, silver, gold, each with its quality gate), by daily volume.
 
     .venv/bin/python bench/run.py [--sizes 1000000,10000000] [--days 2]
+    .venv/bin/python bench/run.py --sizes 200000 --days 29     # a night with 28 days of history
 
 For each size: generate ``days`` days of that many clean impressions per day,
-then run ingest and silver for each day in one SparkSession and time each stage.
-The last day is the measured night (it has a prior day to de-duplicate against
-and orphans to retry). Reported: seconds per stage and impressions landed per
-second per core. DuckDB then runs the same silver decisions as one SQL query
-over the Parquet files of the same bronze Delta version (files listed with the
-`deltalake` package), writing its result to Parquet; its counts are checked
-against Spark's. Results go to bench/results/<timestamp>.json and stdout.
-Each stage's time includes its quality gate; the gate's own time and its share
-of the stage are reported too (``*_gate_s``, ``*_gate_share``).
+then run the nightly job (jobs/nightly.run_nightly) for each day in one
+SparkSession. The last night is the one reported: it has a prior day to
+de-duplicate against, orphans to retry and a closed day for gold. Reported per
+stage: seconds, its quality gate's seconds and share, throughput per core, and
+for gold the longest against the median task of its most skewed stage, read
+from Spark's event log (what a hot key would stall). With --days >= 3 the last
+night (days - 1 days of partials behind its snapshot) is compared with night 1
+and night 2 (the first with partials): a night must not grow with history.
+DuckDB then runs the same silver decisions as one SQL query over the Parquet
+files of the same bronze Delta version (files listed with the `deltalake`
+package); its counts are checked against Spark's (BENCH_SKIP_DUCKDB=1 skips it).
+Results go to bench/results/bench-<timestamp>.json and stdout.
 Benchmarks are not tests: nothing here asserts a time.
 """
 from __future__ import annotations
@@ -20,7 +24,9 @@ import argparse
 import dataclasses
 import json
 import os
+import logging
 import shutil
+import statistics
 import sys
 import time
 from datetime import timedelta
@@ -32,6 +38,7 @@ from jobs.config import REPO_ROOT, load_config  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
 
 CORES = os.cpu_count() or 1
+log = logging.getLogger("ctr.bench")
 BENCH_CONF = str(Path(__file__).parent / "bench.yaml")
 
 
@@ -93,10 +100,41 @@ def duckdb_silver(wh: Warehouse, day, clean, out_dir: Path) -> tuple[float, dict
     return seconds, counts
 
 
-def bench_size(spark, base_cfg, n: int, days: int, root: Path) -> dict:
+def task_skew(event_log_dir: Path, group: str, min_tasks: int = 4) -> dict | None:
+    """Longest against median task time of the stages of one job group, from Spark's event log.
+
+    The stage with the largest longest/median ratio (among stages of at least
+    ``min_tasks`` tasks) is what a hot key would show as: one task running long
+    while the others wait.
+    """
+    stages, tasks = set(), {}
+    for log_file in (f for f in event_log_dir.rglob("*") if f.is_file() and not f.name.startswith(("appstatus", "."))):
+        with log_file.open(encoding="utf-8") as fh:
+            for line in fh:
+                if '"SparkListenerJobStart"' in line:
+                    event = json.loads(line)
+                    if (event.get("Properties") or {}).get("spark.jobGroup.id") == group:
+                        stages.update(event["Stage IDs"])
+                elif '"SparkListenerTaskEnd"' in line:
+                    event = json.loads(line)
+                    info = event["Task Info"]
+                    tasks.setdefault(event["Stage ID"], []).append((info["Finish Time"] - info["Launch Time"]) / 1000)
+    worst = None
+    for stage in stages:
+        durations = sorted(tasks.get(stage, []))
+        if len(durations) < min_tasks:
+            continue
+        median = statistics.median(durations)
+        ratio = durations[-1] / median if median > 0 else float("inf")
+        if worst is None or ratio > worst["longest_over_median"]:
+            worst = {"stage": stage, "tasks": len(durations), "longest_s": round(durations[-1], 2),
+                     "median_s": round(median, 2), "longest_over_median": round(ratio, 2)}
+    return worst
+
+
+def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Path | None) -> dict:
     from jobs.generate_logs import run_generate
-    from jobs.ingest import run_ingest
-    from jobs.silver import run_silver
+    from jobs.nightly import run_nightly
 
     if root.exists():
         shutil.rmtree(root)
@@ -110,24 +148,42 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path) -> dict:
     for i in range(days):
         day = gen.start_date + timedelta(days=i)
         t = time.perf_counter()
-        lines, ingest_gate = run_ingest(spark, cfg, day)
-        ingest_s = time.perf_counter() - t
-        t = time.perf_counter()
-        report = run_silver(spark, cfg, day, {s: sum(c.values()) for s, c in lines.items()})
-        silver_s = time.perf_counter() - t
-        gates = {"ingest": ingest_gate["seconds"], "silver": report["quality"]["silver"]["seconds"]}
-        nights.append({"date": day.isoformat(), "impressions_raw": report["impressions_raw"],
-                       "clicks_raw": report["clicks_raw"], "ingest_s": round(ingest_s, 1),
-                       "silver_s": round(silver_s, 1), "balanced": report["balanced"],
-                       "ingest_gate_s": gates["ingest"], "silver_gate_s": gates["silver"],
-                       "ingest_gate_share": round(gates["ingest"] / ingest_s, 3),
-                       "silver_gate_share": round(gates["silver"] / silver_s, 3), "report": report})
+        report = run_nightly(spark, cfg, day)
+        night_s = time.perf_counter() - t
+        stage_s = report["stage_seconds"]
+        gates = {"ingest": report["quality"]["ingest"]["seconds"], "silver": report["quality"]["silver"]["seconds"],
+                 "gold": (report["gold"].get("quality") or {}).get("seconds", 0.0)}
+        night = {"date": day.isoformat(), "impressions_raw": report["impressions_raw"],
+                 "clicks_raw": report["clicks_raw"], "closed_labels": report["closed_day"]["impressions"],
+                 "gold_feature_keys": sum(report["gold"]["feature_keys"].values()),
+                 "night_s": round(night_s, 1), "balanced": report["balanced"], "report": report}
+        for stage in ("ingest", "silver", "gold"):
+            night[f"{stage}_s"] = stage_s[stage]
+            night[f"{stage}_gate_s"] = gates[stage]
+            night[f"{stage}_gate_share"] = round(gates[stage] / stage_s[stage], 3) if stage_s[stage] else None
+        if event_log_dir is not None:
+            night["gold_task_skew"] = task_skew(event_log_dir, f"gold-{day}")
+        nights.append(night)
+        log.info("bench night %d/%d %s: %.1fs (ingest %.1f, silver %.1f, gold %.1f), %s feature keys", i + 1, days,
+                 day, night_s, stage_s["ingest"], stage_s["silver"], stage_s["gold"], f"{night['gold_feature_keys']:,}")
     last = nights[-1]
     imp = last["impressions_raw"]
     out = {"impressions_per_day": n, "generate_s_all_days": round(generate_s, 1), "nights": [
         {k: v for k, v in night.items() if k != "report"} for night in nights]}
     out["ingest_imp_per_s_per_core"] = round(imp / last["ingest_s"] / CORES)
     out["silver_imp_per_s_per_core"] = round(imp / last["silver_s"] / CORES)
+    # Gold reads the closed day's labels (one day of impressions) and the partials.
+    out["gold_labels_per_s_per_core"] = round(last["closed_labels"] / last["gold_s"] / CORES) if last["gold_s"] else None
+    if days >= 3:
+        # Night 1 has no closed day (gold does nearly nothing); night 2 is the first to build partials and a
+        # snapshot (1 day of history); the last night's snapshot spans days - 1 days of partials.
+        first, second = nights[0], nights[1]
+        out["history"] = {"history_days_last_night": days - 1, "night_1_s": first["night_s"],
+                          "night_2_s": second["night_s"], "last_night_s": last["night_s"],
+                          "last_over_night_1": round(last["night_s"] / first["night_s"], 2),
+                          "last_over_night_2": round(last["night_s"] / second["night_s"], 2),
+                          "gold_night_2_s": second["gold_s"], "gold_last_s": last["gold_s"],
+                          "gold_last_over_night_2": round(last["gold_s"] / second["gold_s"], 2)}
     if os.environ.get("BENCH_SKIP_DUCKDB") != "1":
         first = nights[0]
         duck_dir = root / "duckdb"
@@ -150,36 +206,54 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1000000,10000000"))
-    p.add_argument("--days", type=int, default=2)
+    p.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1000000,10000000"),
+                   help="impressions per day, comma-separated (default 1000000,10000000)")
+    p.add_argument("--days", type=int, default=2, help="nights per size; 29 measures a night with 28 days of history")
     p.add_argument("--root", default=str(REPO_ROOT / "data" / "bench"))
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    if not sizes or min(sizes) < 1000 or a.days < 1:
+        p.error("--sizes needs sizes of at least 1000 impressions and --days at least 1")
     from jobs.cli import setup_logging
     from jobs.spark import get_spark
 
     setup_logging("INFO")
     cfg = load_config("local", [BENCH_CONF])
-    spark = get_spark(cfg.spark)
+    event_log_dir = Path(a.root) / "eventlog"
+    shutil.rmtree(event_log_dir, ignore_errors=True)
+    event_log_dir.mkdir(parents=True)
+    spark = get_spark(cfg.spark, None, {"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false",
+                                        "spark.eventLog.dir": event_log_dir.resolve().as_uri()})
     results = {"cores": CORES, "spark": spark.version, "driver_memory": cfg.spark.driver_memory,
-               "shuffle_partitions": cfg.spark.shuffle_partitions, "sizes": []}
+               "shuffle_partitions": cfg.spark.shuffle_partitions, "days": a.days, "sizes": []}
     for n in sizes:
-        results["sizes"].append(bench_size(spark, cfg, n, a.days, Path(a.root) / f"n{n}"))
+        results["sizes"].append(bench_size(spark, cfg, n, a.days, Path(a.root) / f"n{n}", event_log_dir))
         print(json.dumps(results["sizes"][-1], indent=2), flush=True)
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{'impressions/day':>16} {'generate s':>11} {'ingest s':>9} {'silver s':>9} "
-          f"{'ingest imp/s/core':>18} {'silver imp/s/core':>18} {'duckdb s':>9} {'spark/duckdb':>12} "
-          f"{'ingest gate':>12} {'silver gate':>12}")
+    print(f"\nlast night of {a.days} per size; gate = the stage's quality gate, share = of the stage's time")
+    print("| impressions/day | ingest s (gate) | silver s (gate) | gold s (gate) | night s | ingest imp/s/core "
+          "| silver imp/s/core | gold labels/s/core | gold longest/median task | duckdb silver s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results["sizes"]:
         last, duck = r["nights"][-1], r.get("duckdb_reference", {})
-        print(f"{r['impressions_per_day']:>16,} {r['generate_s_all_days']:>11} {last['ingest_s']:>9} "
-              f"{last['silver_s']:>9} {r['ingest_imp_per_s_per_core']:>18,} {r['silver_imp_per_s_per_core']:>18,} "
-              f"{duck.get('duckdb_silver_s', '-'):>9} {duck.get('spark_over_duckdb', '-'):>12} "
-              f"{last['ingest_gate_s']:>6}s {last['ingest_gate_share']:>4.0%} {last['silver_gate_s']:>6}s "
-              f"{last['silver_gate_share']:>4.0%}")
+        gates = [f"{last[f'{st}_s']} ({last[f'{st}_gate_share']:.0%})" if last[f"{st}_gate_share"] is not None
+                 else f"{last[f'{st}_s']}" for st in ("ingest", "silver", "gold")]
+        skew = last.get("gold_task_skew") or {}
+        print(f"| {r['impressions_per_day']:,} | {' | '.join(gates)} | {last['night_s']} "
+              f"| {r['ingest_imp_per_s_per_core']:,} | {r['silver_imp_per_s_per_core']:,} "
+              f"| {r['gold_labels_per_s_per_core'] or '-'} "
+              f"| {skew.get('longest_s', '-')} s / {skew.get('median_s', '-')} s "
+              f"| {duck.get('duckdb_silver_s', '-')} |")
+    for r in results["sizes"]:
+        if "history" in r:
+            h = r["history"]
+            print(f"\n{r['impressions_per_day']:,}/day, a night with {h['history_days_last_night']} days of history: "
+                  f"{h['last_night_s']} s against {h['night_1_s']} s for night 1 ({h['last_over_night_1']}x) and "
+                  f"{h['night_2_s']} s for night 2, the first with partials ({h['last_over_night_2']}x); "
+                  f"gold alone {h['gold_last_s']} s against {h['gold_night_2_s']} s ({h['gold_last_over_night_2']}x)")
     print(f"\nresults: {out_dir / f'bench-{stamp}.json'}")
     return 0
 

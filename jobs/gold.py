@@ -46,8 +46,9 @@ log = logging.getLogger("ctr.gold")
 DIMENSION_LOOKBACK_DAYS = 7
 DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
 PARTIALS_DDL = ("entity string, key string, impressions long, measured long, viewable long, clicks long, "
-                "viewable_clicks long, conversions long, last_impression_ts timestamp, last_click_ts timestamp, "
-                "users_sketch binary, event_date date")
+                "viewable_clicks long, conversions long, clicks_after_day long, viewable_clicks_after_day long, "
+                "conversions_after_day long, last_impression_ts timestamp, last_click_ts timestamp, "
+                "last_click_ts_in_day timestamp, users_sketch binary, event_date date")
 PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
 
 
@@ -85,8 +86,18 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
     if not storage.is_delta(spark, wh.gold("entity_day")):
         spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
             wh.gold("entity_day"))
+    # When each impression first converted: a conversion after its day is not known the next morning.
+    # The same arrival days the labels' converted flag was read from (jobs/silver.py close_labels).
+    conversions = (storage.read_delta(spark, wh.silver("conversions"))
+                   .where(F.col("dt").between(F.lit(event_day - timedelta(days=1)),
+                                              F.lit(event_day + timedelta(days=cfg.clean.label_maturity_days)))
+                          & (F.col("fate") == "attributed"))
+                   .groupBy(F.col("attributed_impression_id").alias("impression_id"))
+                   .agg(F.min("event_ts").alias("conversion_ts")))
     # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
-    events = labels_with_dimensions(spark, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
+    events = (labels_with_dimensions(spark, wh, event_day, event_day)
+              .join(conversions, on="impression_id", how="left")
+              .persist(StorageLevel.MEMORY_AND_DISK))
     partials = daily_partials(events, gold.entities, gold.distinct_users_for)
     storage.write_partition(partials.select(*PARTIAL_COLUMNS), wh.gold("entity_day"), event_day, "event_date")
     events.unpersist()

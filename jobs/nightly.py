@@ -49,20 +49,28 @@ def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
+    """Name the Spark jobs that follow: the UI and the event log group them by stage (``<stage>-<date>``)."""
+    spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
+
+
 def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
     t0 = time.monotonic()
     log.info("[1/3] ingest dt=%s", day)
+    stage_jobs(spark, "ingest", day)
     lines, ingest_gate = run_ingest(spark, cfg, day)
     times["ingest"] = time.monotonic() - t0
     t1 = time.monotonic()
     log.info("[2/3] silver dt=%s", day)
+    stage_jobs(spark, "silver", day)
     lines_read = {stream: sum(counts.values()) for stream, counts in lines.items()}
     report = run_silver(spark, cfg, day, lines_read)
     times["silver"] = time.monotonic() - t1
     t2 = time.monotonic()
     log.info("[3/3] gold dt=%s", day)
+    stage_jobs(spark, "gold", day)
     report["gold"] = run_gold(spark, cfg, day, report["closed_day"]["impressions"])
     times["gold"] = time.monotonic() - t2
     report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {

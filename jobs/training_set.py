@@ -10,6 +10,9 @@ are fitted on the train days only. Writes, replacing the previous set:
   gold/encodings               the category vocabularies used (column, value, code, count)
   gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta versions
 The training set's Delta version is recorded there and in the commit's userMetadata.
+Each day of the new set passes the gold_training_set quality gate before the
+encodings are replaced; on a critical failure the previous set is restored and
+the job exits 3.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from jobs import storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main  # noqa: E402
 from jobs.gold import labels_with_dimensions, write_snapshot  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import table_versions  # noqa: E402
+from jobs.quality import gate, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.training_set import (  # noqa: E402
@@ -114,9 +117,15 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
                 "neg_keep_rate": ts.neg_keep_rate, "label": "label", "split": "split", "group": "user_id",
                 "numeric_features": names, "categorical_features": [f"c_{c}" for c in ts.categorical],
                 "windows_days": list(gold.windows_days)}
+    gated = {"gold_training_set": wh.gold("training_set")}
+    before = table_versions(spark, gated)
     (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
      .option("userMetadata", json.dumps({"training_set": manifest}))
      .partitionBy("event_date").save(wh.gold("training_set")))
+    # Every day of the set through the gate (one aggregation each); the first failure restores the
+    # previous set and raises, before the encodings are replaced.
+    gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
+             for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
     vocab.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(wh.gold("encodings"))
     versions = table_versions(spark, {name: wh.gold(name) for name in ("training_set", "encodings")})
     counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))
@@ -125,7 +134,9 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
         "path": wh.gold("training_set"), "version": versions["training_set"],
         "encodings_version": versions["encodings"],
         "rows": {k: v[0] for k, v in sorted(counts.items())}, "clicks": {k: v[1] for k, v in sorted(counts.items())},
-        "seconds": round(time.monotonic() - started, 1)})
+        "seconds": round(time.monotonic() - started, 1),
+        "quality": {"passed": all(g["passed"] for g in gates), "seconds": round(sum(g["seconds"] for g in gates), 1),
+                    "warnings": [w for g in gates for w in g["warnings"]], "data_docs": gates[-1]["data_docs"]}})
     storage.write_json(spark, wh.gold("training_set.json"), manifest)
     vocab.unpersist()
     for split in ("train", "validation", "test"):

@@ -5,6 +5,14 @@ assembles every window from partials alone, so no night rescans weeks of raw
 events. A snapshot *as of* day A holds what was known before A began: the
 partials of event days A - w .. A - 1. The as-of day itself never counts, which
 is what keeps an impression's own click out of its features.
+
+Partials group by the impression's day, but an impression's click (up to the
+attribution window) and conversion (up to a day later, when the labels close)
+can happen after that day ended. A click at 00:05 on A on an impression of
+A - 1 is not known before A began, so each partial also counts the part of
+its clicks and conversions that happened after its day (``*_after_day``) and
+keeps the last click within its day; the snapshot as of A subtracts that part
+for event day A - 1 only (for earlier days it happened before A).
 """
 from __future__ import annotations
 
@@ -22,7 +30,11 @@ CATEGORICAL_COLUMNS = ("device_type", "country", "creative_type", "ad_category",
                        "ad_id", "publisher_id", "campaign_id", "advertiser_id")
 KEY_SEPARATOR = "\u001f"  # never inside an id, so (a, bc) and (ab, c) stay different keys
 COUNTS = ("impressions", "measured", "viewable", "clicks", "viewable_clicks", "conversions")
-PARTIAL_COLUMNS = ("entity", "key", *COUNTS, "last_impression_ts", "last_click_ts", "users_sketch", "event_date")
+# counts whose events can happen after the impression's day -> their part that did
+AFTER_DAY = {"clicks": "clicks_after_day", "viewable_clicks": "viewable_clicks_after_day",
+             "conversions": "conversions_after_day"}
+PARTIAL_COLUMNS = ("entity", "key", *COUNTS, *AFTER_DAY.values(), "last_impression_ts", "last_click_ts",
+                   "last_click_ts_in_day", "users_sketch", "event_date")
 # name in the snapshot -> daily partial it sums
 WINDOW_SUMS = {"imps": "impressions", "measured": "measured", "viewable": "viewable", "clicks": "clicks",
                "viewable_clicks": "viewable_clicks", "conv": "conversions"}
@@ -49,7 +61,8 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     """One row per (entity, key, event_date) of labelled impressions.
 
     In: labels with their dimension attributes (event_date, event_ts, user_id,
-    every key column, is_measured, is_viewable, clicked, click_ts, converted).
+    every key column, is_measured, is_viewable, clicked, click_ts, converted,
+    conversion_ts: the first attributed conversion's time, null when unknown).
     Out: PARTIAL_COLUMNS. ``users_sketch`` is an HLL sketch of the key's distinct
     users for the entities in ``distinct_users_for`` (null for the others):
     sketches merge across days where distinct counts cannot.
@@ -58,18 +71,29 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     # The map-side partial aggregation collapses a hot ad or publisher before the shuffle.
     per_entity = F.array(*[F.struct(F.lit(name).alias("entity"), entity_key(keys).alias("key"))
                            for name, keys in entities.items()])
+    next_day = F.date_add(F.col("event_date"), 1).cast("timestamp")
+    clicked_after_day = F.col("clicked") & (F.col("click_ts") >= next_day)
+    # A conversion of unknown time counts as after the day: never early, at worst a day late.
+    converted_after_day = F.col("converted") & F.coalesce(F.col("conversion_ts") >= next_day, F.lit(True))
     exploded = (events.select("event_date", "event_ts", "user_id", "is_measured", "is_viewable", "clicked",
-                              "click_ts", "converted", F.explode(per_entity).alias("e"))
+                              "click_ts", "converted", clicked_after_day.alias("clicked_after_day"),
+                              converted_after_day.alias("converted_after_day"), F.explode(per_entity).alias("e"))
                 .where(F.col("e.key").isNotNull())
                 .select("e.entity", "e.key", "event_date", "event_ts", "user_id", "is_measured", "is_viewable",
-                        "clicked", "click_ts", "converted"))
+                        "clicked", "click_ts", "converted", "clicked_after_day", "converted_after_day"))
     as_long = lambda flag: F.sum(F.col(flag).cast("long"))  # noqa: E731
+    both = lambda a, b: F.sum((F.col(a) & F.col(b)).cast("long"))  # noqa: E731
     counts = exploded.groupBy("entity", "key", "event_date").agg(
         F.count(F.lit(1)).alias("impressions"), as_long("is_measured").alias("measured"),
         as_long("is_viewable").alias("viewable"), as_long("clicked").alias("clicks"),
-        F.sum((F.col("clicked") & F.col("is_viewable")).cast("long")).alias("viewable_clicks"),
-        as_long("converted").alias("conversions"), F.max("event_ts").alias("last_impression_ts"),
-        F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"))
+        both("clicked", "is_viewable").alias("viewable_clicks"), as_long("converted").alias("conversions"),
+        as_long("clicked_after_day").alias("clicks_after_day"),
+        both("clicked_after_day", "is_viewable").alias("viewable_clicks_after_day"),
+        as_long("converted_after_day").alias("conversions_after_day"),
+        F.max("event_ts").alias("last_impression_ts"),
+        F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"),
+        F.max(F.when(F.col("clicked") & ~F.col("clicked_after_day"), F.col("click_ts"))).alias(
+            "last_click_ts_in_day"))
     # Sketches only for the few entities that want them: an HLL buffer per user-level key would not be cheap.
     sketches = (exploded.where(F.col("entity").isin(list(distinct_users_for)))
                 .groupBy("entity", "key", "event_date").agg(F.hll_sketch_agg("user_id").alias("users_sketch")))
@@ -86,15 +110,22 @@ def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...]) 
     # 1. Only event days strictly before the as-of day: the as-of day and later are the future.
     first = as_of - timedelta(days=max(windows))
     history = partials.where(F.col("event_date").between(F.lit(first), F.lit(as_of - timedelta(days=1))))
-    # 2. Each window sums the days on or after its first day: w = 1 is exactly the previous day.
+    # 2. The day before the as-of day contributes only what happened within it: its clicks and
+    #    conversions after midnight are on the as-of day, not yet known when the day began.
+    newest = F.col("event_date") == F.lit(as_of - timedelta(days=1))
+    known = {src: F.col(src) - F.when(newest, F.col(AFTER_DAY[src])).otherwise(F.lit(0)) if src in AFTER_DAY
+             else F.col(src) for src in WINDOW_SUMS.values()}
+    # 3. Each window sums the days on or after its first day: w = 1 is exactly the previous day.
     aggs = []
     for w in sorted(windows):
         inside = F.col("event_date") >= F.lit(as_of - timedelta(days=w))
-        aggs += [F.coalesce(F.sum(F.when(inside, F.col(src))), F.lit(0)).cast("long").alias(f"{name}_{w}d")
+        aggs += [F.coalesce(F.sum(F.when(inside, known[src])), F.lit(0)).cast("long").alias(f"{name}_{w}d")
                  for name, src in WINDOW_SUMS.items()]
         aggs.append(F.hll_sketch_estimate(F.hll_union_agg(F.when(inside, F.col("users_sketch")))).alias(
             f"users_{w}d"))
-    aggs += [F.max("last_impression_ts").alias("last_impression_ts"), F.max("last_click_ts").alias("last_click_ts")]
+    aggs += [F.max("last_impression_ts").alias("last_impression_ts"),
+             F.max(F.when(newest, F.col("last_click_ts_in_day")).otherwise(F.col("last_click_ts"))).alias(
+                 "last_click_ts")]
     return history.groupBy("entity", "key").agg(*aggs).withColumn("as_of_date", F.lit(as_of))
 
 

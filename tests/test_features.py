@@ -22,13 +22,16 @@ ENTITIES = {"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad
 PRIOR = PriorConfig(min_impressions=1, min_keys=2, fallback_strength=10.0, max_strength=1000.0)
 LABELS_DDL = ("impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, "
               "position int, is_measured boolean, is_viewable boolean, clicked boolean, click_ts timestamp, "
-              "converted boolean")
+              "converted boolean, conversion_ts timestamp")
 
 
-def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=False):
+def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=False, click_ts=None,
+          conversion_ts=None):
     ts = datetime.fromisoformat(ts)
-    click = ts.replace(second=min(ts.second + 1, 59)) if clicked else None
-    return (f"i{i}", ts.date(), ts, user, ad, 1, True, viewable, clicked, click, converted)
+    click = (datetime.fromisoformat(click_ts) if click_ts else ts.replace(second=min(ts.second + 1, 59))
+             ) if clicked else None
+    conversion = (datetime.fromisoformat(conversion_ts) if conversion_ts else click or ts) if converted else None
+    return (f"i{i}", ts.date(), ts, user, ad, 1, True, viewable, clicked, click, converted, conversion)
 
 
 def snapshot_of(spark, rows, as_of_day, windows=(1, 7)):
@@ -46,19 +49,21 @@ def test_daily_partials_one_row_per_entity_key_and_day(spark):
     ], LABELS_DDL)
     out = daily_partials(labels, ENTITIES, ("ad",)).withColumn(
         "users", F.hll_sketch_estimate("users_sketch")).drop("users_sketch", "last_impression_ts", "last_click_ts",
-                                                             "event_date")
+                                                             "last_click_ts_in_day", "event_date")
     sep = "\u001f"
+    # impressions, measured, viewable, clicks, viewable clicks, conversions, the last three after the day, users
     expected = spark.createDataFrame([
-        ("user", "u1", 2, 2, 2, 2, 2, 1, None),
-        ("user", "u2", 1, 1, 0, 0, 0, 0, None),
-        ("ad", "a1", 2, 2, 1, 1, 1, 0, 2),
-        ("ad", "a2", 2, 2, 2, 1, 1, 1, 1),  # the impression without a user still counts for its ad
-        ("user_x_ad", f"u1{sep}a1", 1, 1, 1, 1, 1, 0, None),
-        ("user_x_ad", f"u2{sep}a1", 1, 1, 0, 0, 0, 0, None),
-        ("user_x_ad", f"u1{sep}a2", 1, 1, 1, 1, 1, 1, None),  # no key for the user-less impression
+        ("user", "u1", 2, 2, 2, 2, 2, 1, 0, 0, 0, None),
+        ("user", "u2", 1, 1, 0, 0, 0, 0, 0, 0, 0, None),
+        ("ad", "a1", 2, 2, 1, 1, 1, 0, 0, 0, 0, 2),
+        ("ad", "a2", 2, 2, 2, 1, 1, 1, 0, 0, 0, 1),  # the impression without a user still counts for its ad
+        ("user_x_ad", f"u1{sep}a1", 1, 1, 1, 1, 1, 0, 0, 0, 0, None),
+        ("user_x_ad", f"u2{sep}a1", 1, 1, 0, 0, 0, 0, 0, 0, 0, None),
+        ("user_x_ad", f"u1{sep}a2", 1, 1, 1, 1, 1, 1, 0, 0, 0, None),  # no key for the user-less impression
     ], "entity string, key string, impressions long, measured long, viewable long, clicks long, "
-       "viewable_clicks long, conversions long, users long")
-    assertDataFrameEqual(out, expected)
+       "viewable_clicks long, conversions long, clicks_after_day long, viewable_clicks_after_day long, "
+       "conversions_after_day long, users long")
+    assertDataFrameEqual(out, expected, checkRowOrder=False, ignoreNullable=True)
 
 
 def test_window_edges_previous_day_counts_own_day_never(spark):
@@ -73,6 +78,22 @@ def test_window_edges_previous_day_counts_own_day_never(spark):
         "key string, imps_1d long, clicks_1d long, imps_7d long, clicks_7d long, last_impression_ts timestamp, "
         "last_click_ts timestamp")
     assertDataFrameEqual(snap, expected)
+
+
+def test_clicks_and_conversions_after_midnight_wait_for_the_next_snapshot(spark):
+    # An impression at 23:59:50 of D-1 clicked at 00:00:10 of D and converting at 01:00 of D: neither event
+    # was known before D began, so the snapshot as of D must not see them; the one as of D + 1 does.
+    rows = [label(1, "2025-03-09 23:59:50", clicked=True, click_ts="2025-03-10 00:00:10", converted=True,
+                  conversion_ts="2025-03-10 01:00:00"),
+            label(2, "2025-03-09 12:00:00", clicked=True, converted=True)]
+    cols = ("key", "imps_1d", "clicks_1d", "conv_1d", "imps_7d", "clicks_7d", "conv_7d", "last_click_ts")
+    ddl = ("key string, imps_1d long, clicks_1d long, conv_1d long, imps_7d long, clicks_7d long, conv_7d long, "
+           "last_click_ts timestamp")
+    on_d = snapshot_of(spark, rows, date(2025, 3, 10)).where(F.col("entity") == "user").select(*cols)
+    assertDataFrameEqual(on_d, spark.createDataFrame([("u1", 2, 1, 1, 2, 1, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
+    next_day = snapshot_of(spark, rows, date(2025, 3, 11)).where(F.col("entity") == "user").select(*cols)
+    assertDataFrameEqual(next_day, spark.createDataFrame(
+        [("u1", 0, 0, 0, 2, 2, 2, datetime(2025, 3, 10, 0, 0, 10))], ddl))
 
 
 def test_beta_prior_method_of_moments_and_smoothing(spark):
@@ -134,7 +155,7 @@ def _features_for_day(spark, rows, day):
     todays = labels.where(F.col("event_date") == F.lit(day))
     return join_features(todays, features, priors.withColumn("as_of_date", F.lit(day)), ENTITIES, (1, 7),
                          ("imps", "clicks", "ctr", "vctr", "users"), ("ad",)).drop(
-        "clicked", "click_ts", "converted", "is_viewable", "is_measured")
+        "clicked", "click_ts", "converted", "conversion_ts", "is_viewable", "is_measured")
 
 
 HISTORY = [label(1, "2025-03-08 09:00:00", clicked=True), label(2, "2025-03-09 10:00:00"),
@@ -145,11 +166,15 @@ HISTORY = [label(1, "2025-03-08 09:00:00", clicked=True), label(2, "2025-03-09 1
 
 def test_no_leakage_changing_or_deleting_events_on_or_after_the_day_changes_no_feature(spark):
     day = date(2025, 3, 10)
-    before = _features_for_day(spark, HISTORY, day)
+    # An impression of D-1 whose click and conversion happen on D: they are events on D too.
+    late = label(10, "2025-03-09 23:59:50", clicked=True, click_ts="2025-03-10 00:00:10", converted=True,
+                 conversion_ts="2025-03-10 02:00:00")
+    before = _features_for_day(spark, HISTORY + [late], day)
     # Every event on or after D is altered: clicks flipped, one deleted, one added, the next day's changed too.
     altered = [label(5, "2025-03-10 08:00:00", clicked=True), label(6, "2025-03-10 09:00:00", user="u2", ad="a2",
                                                                      clicked=True, converted=True),
                label(9, "2025-03-10 12:00:00", user="u3"), label(8, "2025-03-11 01:00:00", user="u2")]
+    altered.append(label(10, "2025-03-09 23:59:50"))  # its click and conversion on D deleted
     after = _features_for_day(spark, HISTORY[:4] + altered, day)
     common = ["i5", "i6"]  # the impressions of D present in both versions
     assertDataFrameEqual(after.where(F.col("impression_id").isin(common)),

@@ -20,8 +20,9 @@ BRONZE_IMP = ("impression_id string, event_ts timestamp, user_id string, ad_id s
               "in_view_ms int, is_exploration boolean, extra map<string,string>, _source_file string, "
               "_line_hash long, _ingested_at timestamp, hour int, dt date")
 ENTITY_DAY = ("entity string, key string, event_date date, impressions long, measured long, viewable long, "
-              "clicks long, viewable_clicks long, conversions long, last_impression_ts timestamp, "
-              "last_click_ts timestamp, users_sketch binary")
+              "clicks long, viewable_clicks long, conversions long, clicks_after_day long, "
+              "viewable_clicks_after_day long, conversions_after_day long, last_impression_ts timestamp, "
+              "last_click_ts timestamp, last_click_ts_in_day timestamp, users_sketch binary")
 FEATURES = ("entity string, key string, as_of_date date, imps_7d long, clicks_7d long, viewable_7d long, "
             "viewable_clicks_7d long, conv_7d long, ctr_7d double, vctr_7d double, last_impression_ts timestamp, "
             "last_click_ts timestamp")
@@ -53,7 +54,9 @@ def label(i: int) -> dict:
 
 def entity_day(i: int) -> dict:
     return dict(entity="ad", key=f"a{i}", event_date=D, impressions=10, measured=8, viewable=5, clicks=2,
-                viewable_clicks=1, conversions=1, last_impression_ts=TS, last_click_ts=TS, users_sketch=None)
+                viewable_clicks=1, conversions=1, clicks_after_day=1, viewable_clicks_after_day=0,
+                conversions_after_day=1, last_impression_ts=TS, last_click_ts=TS + timedelta(hours=16, minutes=5),
+                last_click_ts_in_day=TS, users_sketch=None)
 
 
 def features(i: int) -> dict:
@@ -166,10 +169,14 @@ def test_a_volume_drop_beyond_the_band_blocks(spark, cfg):
     wh = Warehouse(cfg.paths.warehouse)
     for name in TABLES:
         for k in (1, 2, 3):
-            storage.write_json(spark, metrics_uri(wh, name, D - timedelta(days=k)), {"rows": 40, "click_rate": 0.5})
+            storage.write_json(spark, metrics_uri(wh, name, D - timedelta(days=k)),
+                               {"rows": 40, "impressions": 80, "click_rate": 0.5})
     message = publish_then_break(spark, cfg, {name: [TABLES[name][1](i) for i in range(10, 14)] for name in TABLES})
-    for name in TABLES:  # 4 rows against 40
-        assert f"{name}: rows is 0.1x the trailing mean (expected between 0.5x and 1.5x)" in message
+    for name in TABLES:  # 4 rows against 40; the training set's 4 rows at keep rate 0.5 stand for 6 impressions
+        if name == "gold_training_set":
+            assert f"{name}: impressions is 0.075x the trailing mean (expected between 0.5x and 1.5x)" in message
+        else:
+            assert f"{name}: rows is 0.1x the trailing mean (expected between 0.5x and 1.5x)" in message
 
 
 def test_a_trailing_click_rate_outside_the_band_warns_in_labels(spark, cfg):
