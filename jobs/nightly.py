@@ -75,7 +75,8 @@ def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     times["gold"] = time.monotonic() - t2
     report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {
         s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
-    report["quality"] = {"ingest": ingest_gate, **report.get("quality", {})}
+    gold_gate = {"gold": report["gold"]["quality"]} if "quality" in report["gold"] else {}
+    report["quality"] = {"ingest": ingest_gate, **report.get("quality", {}), **gold_gate}
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     storage.write_json(spark, wh.report(day), report)
     storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
