@@ -46,9 +46,10 @@ def main() -> int:
     print("\nWhere to look:")
     print(f"  landing logs        {landing}/{{impressions,clicks,conversions,dims}}/dt=*/...")
     print(f"  generator truth     {landing}/_truth/ (manifest, ground_truth, expected_counts.json)")
-    for layer in ("bronze", "silver"):
+    for layer in ("bronze", "silver", "gold"):
         tables = sorted(p.name for p in (wh / layer).iterdir() if (p / "_delta_log").is_dir()) if (wh / layer).is_dir() else []
-        print(f"  {layer} Delta tables  {wh}/{layer}/{{{','.join(tables)}}}")
+        if tables:
+            print(f"  {layer + ' Delta tables':<19} {wh}/{layer}/{{{','.join(tables)}}}")
     print(f"  run reports         {wh}/reports/dt=*/run_report.json  (+ summary.md beside each)")
     gates = [g for path in reports for g in json.loads(path.read_text()).get("quality", {}).values()]
     if gates:
@@ -56,7 +57,7 @@ def main() -> int:
         runs = str(Path(gates[-1]["summary"]).parent.parent)
         print(f"  quality Data Docs   {docs}")
         print(f"  validation results  {results}  (GX JSON, one per suite and run)")
-        print(f"  gate summaries      {runs}/dt=*/{{ingest,silver}}.json")
+        print(f"  gate summaries      {runs}/dt=*/{{ingest,silver,gold}}.json")
     print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")
     print("=" * 78)
     return 0
