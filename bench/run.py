@@ -100,36 +100,49 @@ def duckdb_silver(wh: Warehouse, day, clean, out_dir: Path) -> tuple[float, dict
     return seconds, counts
 
 
-def task_skew(event_log_dir: Path, group: str, min_tasks: int = 4) -> dict | None:
-    """Longest against median task time of the stages of one job group, from Spark's event log.
+def task_skew(event_log_dir: Path, group: str, since_ms: int, until_ms: int | None = None,
+              min_tasks: int = 4) -> dict | None:
+    """Longest against median task time in the stages of one job group, from Spark's event log.
 
-    The stage with the largest longest/median ratio (among stages of at least
-    ``min_tasks`` tasks) is what a hot key would show as: one task running long
-    while the others wait.
+    Only jobs submitted between ``since_ms`` and ``until_ms`` count (two sizes in one session reuse the
+    dates, hence the group names). Returned: the heaviest stage (most task time),
+    and among the stages with at least 5% of the group's task time the one with
+    the largest longest/median ratio: what a hot key would show as, one task
+    running long while the others wait.
     """
     stages, tasks = set(), {}
     for log_file in (f for f in event_log_dir.rglob("*") if f.is_file() and not f.name.startswith(("appstatus", "."))):
         with log_file.open(encoding="utf-8") as fh:
             for line in fh:
-                if '"SparkListenerJobStart"' in line:
+                is_job, is_task = '"SparkListenerJobStart"' in line, '"SparkListenerTaskEnd"' in line
+                if not (is_job or is_task):
+                    continue
+                try:
                     event = json.loads(line)
-                    if (event.get("Properties") or {}).get("spark.jobGroup.id") == group:
+                except json.JSONDecodeError:  # the line Spark is writing right now
+                    continue
+                if is_job:
+                    if ((event.get("Properties") or {}).get("spark.jobGroup.id") == group
+                            and since_ms <= event.get("Submission Time", 0) <= (until_ms or 1 << 62)):
                         stages.update(event["Stage IDs"])
-                elif '"SparkListenerTaskEnd"' in line:
-                    event = json.loads(line)
+                else:
                     info = event["Task Info"]
                     tasks.setdefault(event["Stage ID"], []).append((info["Finish Time"] - info["Launch Time"]) / 1000)
-    worst = None
-    for stage in stages:
+    summary = []
+    for stage in stages:  # a skipped stage (its output reused) has no tasks here
         durations = sorted(tasks.get(stage, []))
         if len(durations) < min_tasks:
             continue
         median = statistics.median(durations)
-        ratio = durations[-1] / median if median > 0 else float("inf")
-        if worst is None or ratio > worst["longest_over_median"]:
-            worst = {"stage": stage, "tasks": len(durations), "longest_s": round(durations[-1], 2),
-                     "median_s": round(median, 2), "longest_over_median": round(ratio, 2)}
-    return worst
+        summary.append({"stage": stage, "tasks": len(durations), "total_s": round(sum(durations), 1),
+                        "longest_s": round(durations[-1], 2), "median_s": round(median, 2),
+                        "longest_over_median": round(durations[-1] / max(median, 0.001), 2)})
+    if not summary:
+        return None
+    # The heavy stages are where a hot key would hurt; tiny stages' ratios are noise (10 ms against 60 ms).
+    heavy = [st for st in summary if st["total_s"] >= 0.05 * sum(x["total_s"] for x in summary)]
+    return {"heaviest": max(summary, key=lambda st: st["total_s"]),
+            "most_skewed_heavy": max(heavy, key=lambda st: st["longest_over_median"])}
 
 
 def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Path | None) -> dict:
@@ -147,6 +160,7 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Pa
     nights = []
     for i in range(days):
         day = gen.start_date + timedelta(days=i)
+        started_ms = int(time.time() * 1000)
         t = time.perf_counter()
         report = run_nightly(spark, cfg, day)
         night_s = time.perf_counter() - t
@@ -162,7 +176,7 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Pa
             night[f"{stage}_gate_s"] = gates[stage]
             night[f"{stage}_gate_share"] = round(gates[stage] / stage_s[stage], 3) if stage_s[stage] else None
         if event_log_dir is not None:
-            night["gold_task_skew"] = task_skew(event_log_dir, f"gold-{day}")
+            night["gold_task_skew"] = task_skew(event_log_dir, f"gold-{day}", started_ms)
         nights.append(night)
         log.info("bench night %d/%d %s: %.1fs (ingest %.1f, silver %.1f, gold %.1f), %s feature keys", i + 1, days,
                  day, night_s, stage_s["ingest"], stage_s["silver"], stage_s["gold"], f"{night['gold_feature_keys']:,}")
@@ -235,13 +249,14 @@ def main() -> int:
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     print(f"\nlast night of {a.days} per size; gate = the stage's quality gate, share = of the stage's time")
     print("| impressions/day | ingest s (gate) | silver s (gate) | gold s (gate) | night s | ingest imp/s/core "
-          "| silver imp/s/core | gold labels/s/core | gold longest/median task | duckdb silver s |")
+          "| silver imp/s/core | gold labels/s/core | gold longest / median task (most skewed heavy stage) "
+          "| duckdb silver s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results["sizes"]:
         last, duck = r["nights"][-1], r.get("duckdb_reference", {})
         gates = [f"{last[f'{st}_s']} ({last[f'{st}_gate_share']:.0%})" if last[f"{st}_gate_share"] is not None
                  else f"{last[f'{st}_s']}" for st in ("ingest", "silver", "gold")]
-        skew = last.get("gold_task_skew") or {}
+        skew = (last.get("gold_task_skew") or {}).get("most_skewed_heavy") or {}
         print(f"| {r['impressions_per_day']:,} | {' | '.join(gates)} | {last['night_s']} "
               f"| {r['ingest_imp_per_s_per_core']:,} | {r['silver_imp_per_s_per_core']:,} "
               f"| {r['gold_labels_per_s_per_core'] or '-'} "

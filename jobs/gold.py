@@ -106,7 +106,8 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
 def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date) -> dict[str, int]:
     """Assemble the windows as of ``as_of`` from partials; returns keys per entity."""
     gold = cfg.gold
-    raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days).persist()
+    raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days,
+                          cfg.clean.label_maturity_days).persist()
     priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
     storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date")
     features = with_smoothed_rates(raw, priors, gold.windows_days)

@@ -55,6 +55,14 @@ def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
 
 
 def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
+    try:
+        return _run_stages(spark, cfg, day)
+    finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        spark.sparkContext.setLocalProperty("spark.job.description", None)
+
+
+def _run_stages(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
     t0 = time.monotonic()

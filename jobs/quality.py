@@ -229,12 +229,13 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
             failures.extend(f)
             warnings.extend(w)
 
-    for name, uri in written.items():
+    def validate(name: str, uri: str) -> None:
         suite, part = load_suite(name), (partitions or {}).get(name, day)
         meta = suite.get("meta", {})
         df = storage.read_delta(spark, uri).where(F.col(meta["partition"]) == F.lit(part))
         rows, metric_exps = q.split_suite(suite, df.columns)
-        compiled = rc.compile_suite(rows, _parameters(cfg, day, part))
+        compiled = rc.compile_suite(rows, _parameters(cfg, day, part), df.columns)
+        failures.extend(f"{name}: {text}" for text in compiled.missing)
         # Schema checks on zero rows: GX reads the schema, not the partition.
         check(name, "spark", compiled.schema, df.limit(0), part, ROW_FORMAT)
         values = q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {}),
@@ -245,6 +246,15 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
                                cfg.quality.min_trailing_days)
         check(f"{name}.metrics", "pandas", compiled.expectations + metric_exps, pd.DataFrame([values]), part,
               METRIC_FORMAT, compiled, values)
+
+    for name, uri in written.items():
+        try:
+            validate(name, uri)
+        except Exception as err:  # noqa: BLE001 - a table that cannot be validated must not be published
+            log.exception("gate %s: validating %s failed", stage, name)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            failures.append(f"{name}: the checks could not run ({type(err).__name__}: {first})")
+            metrics_of.pop(name, None)
     if report is not None:
         suite = load_suite("run_report")
         values = q.report_metrics(report)

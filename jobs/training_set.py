@@ -33,7 +33,7 @@ from jobs import storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main  # noqa: E402
 from jobs.gold import labels_with_dimensions, write_snapshot  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import GateFailed, gate, restore, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.training_set import (  # noqa: E402
@@ -124,8 +124,16 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
      .partitionBy("event_date").save(wh.gold("training_set")))
     # Every day of the set through the gate (one aggregation each); the first failure restores the
     # previous set and raises, before the encodings are replaced.
-    gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
-             for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
+    try:
+        gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
+                 for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
+    except GateFailed:
+        raise  # the gate restored the previous set
+    except BaseException:
+        # Killed or crashed between the write and the last gate: the previous set goes back, so the
+        # published set always matches gold/encodings and gold/training_set.json.
+        restore(spark, gated, before)
+        raise
     vocab.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(wh.gold("encodings"))
     versions = table_versions(spark, {name: wh.gold(name) for name in ("training_set", "encodings")})
     counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))

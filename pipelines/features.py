@@ -87,9 +87,9 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
         F.count(F.lit(1)).alias("impressions"), as_long("is_measured").alias("measured"),
         as_long("is_viewable").alias("viewable"), as_long("clicked").alias("clicks"),
         both("clicked", "is_viewable").alias("viewable_clicks"), as_long("converted").alias("conversions"),
-        as_long("clicked_after_day").alias("clicks_after_day"),
-        both("clicked_after_day", "is_viewable").alias("viewable_clicks_after_day"),
-        as_long("converted_after_day").alias("conversions_after_day"),
+        F.coalesce(as_long("clicked_after_day"), F.lit(0)).alias("clicks_after_day"),
+        F.coalesce(both("clicked_after_day", "is_viewable"), F.lit(0)).alias("viewable_clicks_after_day"),
+        F.coalesce(as_long("converted_after_day"), F.lit(0)).alias("conversions_after_day"),
         F.max("event_ts").alias("last_impression_ts"),
         F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"),
         F.max(F.when(F.col("clicked") & ~F.col("clicked_after_day"), F.col("click_ts"))).alias(
@@ -100,21 +100,26 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     return counts.join(sketches, on=["entity", "key", "event_date"], how="left").select(*PARTIAL_COLUMNS)
 
 
-def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...]) -> DataFrame:
+def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...],
+                    settle_days: int = 1) -> DataFrame:
     """Raw window counts of every key with events in the longest window before ``as_of``.
 
-    In: PARTIAL_COLUMNS (any days; only the window's are used).
+    In: PARTIAL_COLUMNS (any days; only the window's are used); ``settle_days``: how many
+    days after its event day a partial's clicks and conversions can still happen (the
+    label maturity).
     Out: entity, key, ``<count>_<w>d`` for every count of WINDOW_SUMS and ``users_<w>d``,
     last_impression_ts, last_click_ts (within the longest window), as_of_date.
     """
     # 1. Only event days strictly before the as-of day: the as-of day and later are the future.
     first = as_of - timedelta(days=max(windows))
     history = partials.where(F.col("event_date").between(F.lit(first), F.lit(as_of - timedelta(days=1))))
-    # 2. The day before the as-of day contributes only what happened within it: its clicks and
-    #    conversions after midnight are on the as-of day, not yet known when the day began.
-    newest = F.col("event_date") == F.lit(as_of - timedelta(days=1))
-    known = {src: F.col(src) - F.when(newest, F.col(AFTER_DAY[src])).otherwise(F.lit(0)) if src in AFTER_DAY
-             else F.col(src) for src in WINDOW_SUMS.values()}
+    # 2. The newest days contribute only what happened within them: a click or conversion after its
+    #    impression's day may be on the as-of day, not yet known when it began. Such events reach a
+    #    partial until its labels close (settle_days = label_maturity_days after the day), so for the
+    #    last settle_days days the after-day part is left out (for settle_days > 1 a little early).
+    newest = F.col("event_date") >= F.lit(as_of - timedelta(days=max(1, settle_days)))
+    known = {src: F.col(src) - F.when(newest, F.coalesce(F.col(AFTER_DAY[src]), F.lit(0))).otherwise(F.lit(0))
+             if src in AFTER_DAY else F.col(src) for src in WINDOW_SUMS.values()}
     # 3. Each window sums the days on or after its first day: w = 1 is exactly the previous day.
     aggs = []
     for w in sorted(windows):

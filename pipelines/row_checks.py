@@ -16,6 +16,7 @@ Schema expectations (columns, types) stay GX expectations on the Spark frame:
 they read the schema only. Semantics follow GX's: nulls are ignored by range
 and set checks (and by pair checks when either side is null), ``mostly`` is a
 share of the non-null rows, ``strict_min`` / ``strict_max`` exclude the bound.
+Kwargs a compiled type does not honour are refused, not ignored.
 """
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ BETWEEN = "expect_column_values_to_be_between"
 IN_SET = "expect_column_values_to_be_in_set"
 PAIR = "expect_column_pair_values_a_to_be_greater_than_b"
 COMPILED_TYPES = (ROW_COUNT, NOT_NULL, BETWEEN, IN_SET, PAIR)
+# The kwargs each compiled type honours; anything else (a typo such as "stirct_max", a row_condition)
+# is refused rather than ignored, as Great Expectations itself refuses unknown fields.
+ALLOWED_KWARGS = {
+    ROW_COUNT: {"min_value", "max_value"},
+    NOT_NULL: {"column", "mostly"},
+    BETWEEN: {"column", "min_value", "max_value", "strict_min", "strict_max", "mostly"},
+    IN_SET: {"column", "value_set", "mostly"},
+    PAIR: {"column_A", "column_B", "or_equal", "mostly"},
+}
 
 
 @dataclass
@@ -45,6 +55,7 @@ class Compiled:
     shares: dict[str, tuple[str, str]] = field(default_factory=dict)  # share metric -> (count, denominator)
     sources: dict[str, tuple[str, dict]] = field(default_factory=dict)  # metric -> (original type, kwargs)
     counts: dict[str, str] = field(default_factory=dict)   # metric -> the count that describes a failure
+    missing: list[str] = field(default_factory=list)       # checks on columns the frame lacks, in words
 
 
 def resolve(kwargs: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,8 +95,17 @@ def metric_name(exp_type: str, kw: Mapping[str, Any]) -> str:
     return f"{kw['column']}: {what} rows"
 
 
-def compile_suite(expectations: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any]) -> Compiled:
-    """Split row expectations (``split_suite``'s first list) into schema checks and compiled aggregates."""
+def columns_of(exp_type: str, kw: Mapping[str, Any]) -> list[str]:
+    return [kw["column_A"], kw["column_B"]] if exp_type == PAIR else [kw["column"]] if "column" in kw else []
+
+
+def compile_suite(expectations: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any],
+                  columns: Sequence[str] | None = None) -> Compiled:
+    """Split row expectations (``split_suite``'s first list) into schema checks and compiled aggregates.
+
+    With ``columns`` (the frame's), a check on a column the frame lacks is not
+    compiled (its aggregate could not run) but listed in ``missing``: a failure.
+    """
     out = Compiled()
     for exp in expectations:
         exp_type, meta = exp["type"], dict(exp.get("meta") or {})
@@ -95,7 +115,17 @@ def compile_suite(expectations: Sequence[Mapping[str, Any]], parameters: Mapping
         if exp_type not in COMPILED_TYPES:
             raise ValueError(f"row expectation {exp_type!r} is not supported by the one-pass gate; "
                              f"use one of {', '.join(SCHEMA_TYPES + COMPILED_TYPES)} or a metrics expectation")
+        unknown = set(exp.get("kwargs") or {}) - ALLOWED_KWARGS[exp_type]
+        if unknown:
+            raise ValueError(f"{exp_type}: kwargs {sorted(unknown)} are not supported by the one-pass gate "
+                             f"(supported: {sorted(ALLOWED_KWARGS[exp_type])})")
         kw = resolve(exp.get("kwargs") or {}, parameters)
+        if exp_type == BETWEEN and kw.get("min_value") is None and kw.get("max_value") is None:
+            raise ValueError(f"{exp_type} on {kw.get('column')}: min_value and max_value cannot both be null")
+        absent = [c for c in columns_of(exp_type, kw) if columns is not None and c not in columns]
+        if absent:
+            out.missing.append(f"{exp_type} cannot run: column {', '.join(absent)} is missing")
+            continue
         if exp_type == ROW_COUNT:  # the "rows" metric is in every metrics frame already
             bounds = {k: kw[k] for k in ("min_value", "max_value") if kw.get(k) is not None}
             out.expectations.append({"type": BETWEEN, "kwargs": {"column": "rows", **bounds}, "meta": meta})
@@ -111,12 +141,12 @@ def compile_suite(expectations: Sequence[Mapping[str, Any]], parameters: Mapping
         mostly = kw.get("mostly")
         checked = name
         if mostly is not None:
-            # GX's mostly: the share of the counted (non-null) rows that may break the expectation
-            checked, denominator = f"{name} share", f"{name} (rows checked)"
+            # GX's mostly: the share of the checked (non-null) rows that meet the expectation, at least mostly
+            checked, denominator = f"{name.replace(' rows', '')} passing share", f"{name} (rows checked)"
             out.aggregates[denominator] = F.count(F.lit(1)) if counted is None else F.count(F.when(counted, F.lit(1)))
             out.shares[checked] = (name, denominator)
             out.counts[checked] = name
-            limit = {"column": checked, "max_value": 1 - float(mostly)}
+            limit = {"column": checked, "min_value": float(mostly)}
         else:
             limit = {"column": checked, "max_value": 0}
         meta.setdefault("notes", f"compiled from {exp_type} {_plain(exp.get('kwargs') or {})}")
@@ -126,10 +156,10 @@ def compile_suite(expectations: Sequence[Mapping[str, Any]], parameters: Mapping
 
 
 def with_shares(values: Mapping[str, Any], compiled: Compiled) -> dict[str, Any]:
-    """The metrics row plus each ``mostly`` share (None when no row was checked: nothing to judge)."""
+    """The metrics row plus each ``mostly`` passing share (None when no row was checked: nothing to judge)."""
     out = dict(values)
     for share, (count, denominator) in compiled.shares.items():
-        out[share] = out[count] / out[denominator] if out.get(denominator) else None
+        out[share] = (out[denominator] - out[count]) / out[denominator] if out.get(denominator) else None
     return out
 
 

@@ -94,6 +94,12 @@ def test_clicks_and_conversions_after_midnight_wait_for_the_next_snapshot(spark)
     next_day = snapshot_of(spark, rows, date(2025, 3, 11)).where(F.col("entity") == "user").select(*cols)
     assertDataFrameEqual(next_day, spark.createDataFrame(
         [("u1", 0, 0, 0, 2, 2, 2, datetime(2025, 3, 10, 0, 0, 10))], ddl))
+    # Labels that close two days late (label_maturity_days 2) leave the after-day part out for two days.
+    partials = daily_partials(spark.createDataFrame(rows, LABELS_DDL), ENTITIES, ("ad",))
+    settling = window_snapshot(partials, date(2025, 3, 11), (1, 7), settle_days=2).where(
+        F.col("entity") == "user").select(*cols)
+    assertDataFrameEqual(settling, spark.createDataFrame(
+        [("u1", 0, 0, 0, 2, 1, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
 
 
 def test_beta_prior_method_of_moments_and_smoothing(spark):
