@@ -224,6 +224,7 @@ def main() -> int:
                    help="impressions per day, comma-separated (default 1000000,10000000)")
     p.add_argument("--days", type=int, default=2, help="nights per size; 29 measures a night with 28 days of history")
     p.add_argument("--root", default=str(REPO_ROOT / "data" / "bench"))
+    p.add_argument("--driver-memory", help="overrides bench/bench.yaml's spark.driver_memory (12g)")
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
     if not sizes or min(sizes) < 1000 or a.days < 1:
@@ -232,7 +233,7 @@ def main() -> int:
     from jobs.spark import get_spark
 
     setup_logging("INFO")
-    cfg = load_config("local", [BENCH_CONF])
+    cfg = load_config("local", [BENCH_CONF], {"spark": {"driver_memory": a.driver_memory}} if a.driver_memory else None)
     event_log_dir = Path(a.root) / "eventlog"
     shutil.rmtree(event_log_dir, ignore_errors=True)
     event_log_dir.mkdir(parents=True)
