@@ -66,18 +66,14 @@ def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[
 
     A duplicate count is rows with a complete key minus distinct complete keys,
     so a key seen three times counts two duplicates; null keys are the null
-    expectations' business. Keys are counted by their 64-bit xxhash: the distinct
-    count shuffles 8 bytes per row instead of the key's strings. Equal keys always
-    hash equal, so no duplicate can hide; two different keys colliding would
-    report a duplicate that is not there (about 1 in 70,000 nights at 23 million
-    keys), a false alarm, never a miss.
+    expectations' business.
     """
     aggs = [F.count(F.lit(1)).alias("rows")]
     for key in keys:
         complete = F.lit(True)
         for c in key:
             complete = complete & F.col(c).isNotNull()
-        value = F.xxhash64(*[F.col(c) for c in key])
+        value = F.struct(*[F.col(c) for c in key]) if len(key) > 1 else F.col(key[0])
         aggs.append((F.sum(complete.cast("long")) - F.count_distinct(F.when(complete, value)))
                     .alias(f"duplicate_{key_label(key)}"))
     aggs += [F.expr(sql).alias(name) for name, sql in metrics.items()]
