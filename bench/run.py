@@ -55,6 +55,7 @@ def duckdb_silver(wh: Warehouse, day, clean, out_dir: Path) -> tuple[float, dict
     bots = " OR ".join(f"contains(lower(user_agent), '{p}')" for p in clean.bot_patterns)
     con = duckdb.connect()
     con.execute(f"SET threads = {CORES}")
+    con.execute("SET memory_limit = '6GB'")  # beside a 12 GB Spark driver on a 24 GiB machine: spill, not OOM
     started = time.perf_counter()
     con.execute(f"""
     CREATE TEMP TABLE imp AS
