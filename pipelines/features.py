@@ -12,7 +12,8 @@ can happen after that day ended. A click at 00:05 on A on an impression of
 A - 1 is not known before A began, so each partial also counts the part of
 its clicks and conversions that happened after its day (``*_after_day``) and
 keeps the last click within its day; the snapshot as of A subtracts that part
-for event day A - 1 only (for earlier days it happened before A).
+for the last ``label_maturity_days`` event days (with maturity 1, day A - 1
+only: for earlier days it happened before A).
 """
 from __future__ import annotations
 
