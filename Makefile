@@ -54,7 +54,7 @@ backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... E
 
 bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with 28 days of history, training at 10M (slow)
 	$(PY) bench/run.py --sizes 1000000,10000000 --days 2
-	BENCH_SKIP_DUCKDB=1 $(PY) bench/run.py --sizes $${HISTORY_SIZE:-200000} --days 29 --root data/bench-history
+	BENCH_SKIP_DUCKDB=1 $(PY) bench/run.py --sizes $${HISTORY_SIZE:-100000} --days 29 --root data/bench-history
 	$(PY) bench/train_bench.py --rows 10000000
 
 training-set: $(STAMP) $(JARS_STAMP)  ## build the point-in-time training set [END=YYYY-MM-DD] [WAREHOUSE=...]

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import ObservedChecks, gate, observe_checks, table_versions  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.features import (  # noqa: E402
@@ -81,7 +81,9 @@ def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last
     return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"])
 
 
-def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date) -> None:
+def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date,
+                   checked_for: date | None = None) -> ObservedChecks | None:
+    """Write event day E's partials; with ``checked_for`` (the arrival date), the gate's checks ride on the write."""
     gold = cfg.gold
     if not storage.is_delta(spark, wh.gold("entity_day")):
         spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
@@ -98,28 +100,36 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
     events = (labels_with_dimensions(spark, wh, event_day, event_day)
               .join(conversions, on="impression_id", how="left")
               .persist(StorageLevel.MEMORY_AND_DISK))
-    partials = daily_partials(events, gold.entities, gold.distinct_users_for)
-    storage.write_partition(partials.select(*PARTIAL_COLUMNS), wh.gold("entity_day"), event_day, "event_date")
+    partials = daily_partials(events, gold.entities, gold.distinct_users_for).select(*PARTIAL_COLUMNS)
+    checks = None
+    if checked_for:
+        partials, checks = observe_checks(cfg, "gold_entity_day", partials, checked_for, event_day)
+    storage.write_partition(partials, wh.gold("entity_day"), event_day, "event_date")
     events.unpersist()
+    return checks
 
 
-def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date) -> dict[str, int]:
-    """Assemble the windows as of ``as_of`` from partials; returns keys per entity."""
+def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date,
+                   checked_for: date | None = None) -> tuple[dict[str, int], ObservedChecks | None]:
+    """Assemble the windows as of ``as_of`` from partials; returns keys per entity (and the observed checks,
+    as ``write_partials``)."""
     gold = cfg.gold
     raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days,
                           cfg.clean.label_maturity_days).persist()
     priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
     storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date")
-    features = with_smoothed_rates(raw, priors, gold.windows_days)
-    storage.write_partition(features.select(*snapshot_columns(gold.windows_days)), wh.gold("features"), as_of,
-                            "as_of_date", also_partition_by=("entity",))
+    features = with_smoothed_rates(raw, priors, gold.windows_days).select(*snapshot_columns(gold.windows_days))
+    checks = None
+    if checked_for:
+        features, checks = observe_checks(cfg, "gold_features", features, checked_for, as_of)
+    storage.write_partition(features, wh.gold("features"), as_of, "as_of_date", also_partition_by=("entity",))
     keys = {r["entity"]: r["n"] for r in raw.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()}
     for r in priors.where(F.col("window_days") == max(gold.windows_days)).orderBy("entity", "rate").collect():
         log.info("  prior %-22s %-4s %2dd: mean %.4f strength %9.1f from %d keys", r["entity"], r["rate"],
                  r["window_days"], r["mean"], r["strength"], r["keys"])
     raw.unpersist()
     priors.unpersist()
-    return keys
+    return keys, checks
 
 
 def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int = 1) -> dict:
@@ -130,8 +140,10 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     as_of = event_day + timedelta(days=1)
     gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
     versions = table_versions(spark, gated)
-    write_partials(spark, cfg, wh, event_day)
-    keys = write_snapshot(spark, cfg, wh, as_of)
+    # The gate's aggregate checks ride on the two writes (one pass each); it reads back only the keys.
+    checked_for = day if closed_labels else None
+    partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
+    keys, snapshot_checks = write_snapshot(spark, cfg, wh, as_of, checked_for)
     seconds = time.monotonic() - started
     log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
              f"{sum(keys.values()):,}", seconds)
@@ -139,7 +151,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
     if closed_labels:
         out["quality"] = gate(spark, cfg, "gold", day, gated, versions,
-                              partitions={"gold_entity_day": event_day, "gold_features": as_of})
+                              partitions={"gold_entity_day": event_day, "gold_features": as_of},
+                              observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks})
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
     return out

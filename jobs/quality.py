@@ -3,7 +3,9 @@
 Publication is "write, audit, roll back": before a stage, ``table_versions``
 records the Delta version of every table it writes; the stage writes; ``gate``
 validates the written partitions (read back from Delta, not re-running the
-stage's plan) and the run report with the suites in expectations/; on a
+stage's plan; or, for tables written with ``observe_checks``, from aggregates
+computed in the write's own pass plus a read-back of the key columns) and the
+run report with the suites in expectations/; on a
 critical failure every written table is restored to its recorded version (a
 table the stage created is removed), the validation result is stored, and
 ``GateFailed`` is raised (exit code 3 under ``run_main``).
@@ -15,13 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from delta.tables import DeltaTable
@@ -39,6 +43,9 @@ log = logging.getLogger("ctr.quality")
 SUITES_DIR = REPO_ROOT / "expectations"
 # Schema checks on the Spark frame: no rows are read, so counts only.
 ROW_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+# How long the gate waits for checks observed on a write (they arrive with the
+# write's end, through the listener bus) before it reads the partition back instead.
+OBSERVED_WAIT_SECONDS = 60
 METRIC_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 3}
 _CONTEXTS: dict[str, Any] = {}
 
@@ -200,22 +207,67 @@ def _judge(table: str, result, compiled: rc.Compiled | None = None,  # noqa: ANN
     return failures, warnings
 
 
+@dataclass
+class ObservedChecks:
+    """A suite's aggregate checks computed while the stage writes the partition (``observe_checks``)."""
+
+    name: str
+    part: date
+    compiled: rc.Compiled
+    observation: Observation
+
+    def values(self, timeout: float = OBSERVED_WAIT_SECONDS) -> dict[str, Any] | None:
+        """The observed metrics, or None if the write did not deliver them in time."""
+        box: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: box.setdefault("v", self.observation.get), daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        return box.get("v")
+
+
+def observe_checks(cfg: AppConfig, name: str, df: DataFrame, day: date,
+                   part: date | None = None) -> tuple[DataFrame, ObservedChecks]:
+    """``df`` with suite ``name``'s aggregate checks riding on its next action (the partition's write).
+
+    Every row check and SQL metric is then computed from the rows as they are
+    written, in the write's own pass: the gate does not read the partition back
+    for them. Only unique keys need distinct counts, which an observation cannot
+    hold, so the gate reads the key columns back for those (and checks that as
+    many rows were written as observed). Attach it to the frame that is written,
+    after its last shuffle, so a retried task cannot count twice.
+    """
+    part = part or day
+    suite = load_suite(name)
+    meta = suite.get("meta", {})
+    rows, _ = q.split_suite(suite, df.columns)
+    compiled = rc.compile_suite(rows, _parameters(cfg, day, part), df.columns)
+    distinct = [m for m, sql in meta.get("metrics", {}).items() if "distinct" in sql.lower()]
+    if distinct:
+        raise ValueError(f"suite {name}: metrics {distinct} count distinct values, which cannot be observed on "
+                         "a write; gate this table by reading it back (no observe_checks)")
+    observation = Observation(f"gate-{name}-{part.isoformat()}-{time.monotonic_ns()}")
+    aggs = q.metric_aggregates(meta.get("unique", []), meta.get("metrics", {}), compiled.aggregates, unique=False)
+    return df.observe(observation, *aggs), ObservedChecks(name, part, compiled, observation)
+
+
 def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
          versions_before: Mapping[str, int | None], report: Mapping[str, Any] | None = None,
-         partitions: Mapping[str, date] | None = None) -> dict:
+         partitions: Mapping[str, date] | None = None, observed: Mapping[str, ObservedChecks] | None = None) -> dict:
     """Validate what ``stage`` wrote for ``day``; publish (return the summary) or roll back and raise GateFailed.
 
     ``written``: suite name (expectations/<name>.json) -> table URI; each
     table's day partition (``partitions[name]``, default ``day``, in the
     suite's ``meta.partition`` column) is checked. ``report``: the run report,
-    checked with the run_report suite.
+    checked with the run_report suite. ``observed``: suite name -> the checks
+    that rode on the table's write (``observe_checks``); the gate then reads back
+    only the key columns.
     """
     import pandas as pd
 
     started = time.monotonic()
     wh, root = Warehouse(cfg.paths.warehouse), results_root(cfg)
     ctx = _context(root)
-    failures, warnings, ids, metrics_of = [], [], [], {}
+    failures, warnings, ids, metrics_of, on_write = [], [], [], {}, []
 
     def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict,  # noqa: ANN001
               compiled: rc.Compiled | None = None, values: Mapping[str, Any] | None = None) -> None:
@@ -229,6 +281,24 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
             failures.extend(f)
             warnings.extend(w)
 
+    def partition_values(name: str, df, meta: Mapping[str, Any], compiled: rc.Compiled) -> dict[str, Any]:  # noqa: ANN001
+        """The partition's metrics: observed on its write plus its keys read back, else one read of it all."""
+        seen = observed.get(name) if observed else None
+        values = seen.values() if seen else None
+        if values is not None and set(values) >= set(compiled.aggregates):
+            keys = meta.get("unique", [])
+            back = df.select(*sorted({c for key in keys for c in key})) if keys else df.select()
+            written = q.metric_frame(back, keys, {}).first().asDict()
+            if written["rows"] == values["rows"]:
+                on_write.append(name)
+                return {**values, **written}
+            log.warning("gate %s: %s has %d rows but %d were observed on its write; reading it back",
+                        stage, name, written["rows"], values["rows"])
+        elif seen:
+            log.warning("gate %s: the checks observed on %s's write did not arrive; reading it back", stage, name)
+        return q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {}),
+                              compiled.aggregates).first().asDict()
+
     def validate(name: str, uri: str) -> None:
         suite, part = load_suite(name), (partitions or {}).get(name, day)
         meta = suite.get("meta", {})
@@ -238,8 +308,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
         failures.extend(f"{name}: {text}" for text in compiled.missing)
         # Schema checks on zero rows: GX reads the schema, not the partition.
         check(name, "spark", compiled.schema, df.limit(0), part, ROW_FORMAT)
-        values = q.metric_frame(df, meta.get("unique", []), meta.get("metrics", {}),
-                                compiled.aggregates).first().asDict()
+        values = partition_values(name, df, meta, compiled)
         metrics_of[name] = {k: v for k, v in values.items() if k not in compiled.aggregates}
         values = q.with_volume(rc.with_shares(values, compiled), meta.get("volume", []),
                                _history(spark, wh, name, part, cfg.quality.trailing_days),
@@ -270,7 +339,8 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     summary = {"stage": stage, "date": day.isoformat(), "passed": not failures, "failures": failures,
                "warnings": warnings, "results": f"{root}/gx/uncommitted/validations",
                "data_docs": data_docs_index(root),
-               "summary": f"{root}/runs/dt={day.isoformat()}/{stage}.json"}
+               "summary": f"{root}/runs/dt={day.isoformat()}/{stage}.json",
+               "checked_on_write": sorted(on_write)}
     if failures:
         summary["rolled_back"] = restore(spark, written, versions_before)
         for text in failures:

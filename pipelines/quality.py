@@ -59,17 +59,18 @@ def key_label(key: Sequence[str]) -> str:
     return "_".join(key)
 
 
-def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[str, str],
-                 compiled: Mapping[str, Column] | None = None) -> DataFrame:
-    """One row: ``rows``, ``duplicate_<key>`` per unique key, each named SQL aggregate and each compiled
-    row check (``pipelines.row_checks``); one Spark aggregation.
+def metric_aggregates(keys: Sequence[Sequence[str]], metrics: Mapping[str, str],
+                      compiled: Mapping[str, Column] | None = None, *, unique: bool = True) -> list[Column]:
+    """``rows``, ``duplicate_<key>`` per unique key (if ``unique``), each named SQL aggregate and each
+    compiled row check (``pipelines.row_checks``), as aggregate columns.
 
     A duplicate count is rows with a complete key minus distinct complete keys,
     so a key seen three times counts two duplicates; null keys are the null
-    expectations' business.
+    expectations' business. Without the duplicate counts (distinct aggregates)
+    the list can also ride on a write as observed metrics (``DataFrame.observe``).
     """
     aggs = [F.count(F.lit(1)).alias("rows")]
-    for key in keys:
+    for key in keys if unique else ():
         complete = F.lit(True)
         for c in key:
             complete = complete & F.col(c).isNotNull()
@@ -78,7 +79,13 @@ def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[
                     .alias(f"duplicate_{key_label(key)}"))
     aggs += [F.expr(sql).alias(name) for name, sql in metrics.items()]
     aggs += [agg.alias(name) for name, agg in (compiled or {}).items()]
-    return df.agg(*aggs)
+    return aggs
+
+
+def metric_frame(df: DataFrame, keys: Sequence[Sequence[str]], metrics: Mapping[str, str],
+                 compiled: Mapping[str, Column] | None = None) -> DataFrame:
+    """One row of ``metric_aggregates``: one Spark aggregation."""
+    return df.agg(*metric_aggregates(keys, metrics, compiled))
 
 
 def trailing_ratio(today: float | None, history: Iterable[float | None], min_days: int) -> float | None:

@@ -233,3 +233,56 @@ def test_a_warning_does_not_block_but_is_reported(spark, cfg):
                                    "['ctv', 'desktop', 'mobile', 'other', 'tablet']"]
     stored = storage.read_text(spark, summary["summary"])
     assert "device_type has 1 values" in stored and storage.exists(spark, summary["data_docs"])
+
+
+OBSERVABLE = ["gold_entity_day", "gold_features", "gold_training_set"]  # no distinct-count metrics in their suites
+
+
+def test_checks_observed_on_the_write_judge_exactly_like_a_read_back(spark, cfg):
+    """The gold gate's aggregates ride on the write (observe_checks); the verdict must not change."""
+    from jobs.quality import observe_checks
+
+    uris = {name: f"{cfg.paths.warehouse}/t/{name}" for name in OBSERVABLE}
+    bad = {name: [TABLES[name][1](i) for i in (0, 1, 2, 2, 3)] for name in OBSERVABLE}  # a duplicate key
+    for name, rows in bad.items():
+        rows[0][TABLES[name][3]] = None  # a null key
+        if TABLES[name][4]:
+            rows[1][TABLES[name][4][0]] = TABLES[name][4][1]  # a rate out of range
+    messages = {}
+    for mode in ("read back", "observed"):
+        for uri in uris.values():
+            storage.delete(spark, uri)
+        versions, observed = table_versions(spark, uris), {}
+        for name, uri in uris.items():
+            df = frame(spark, name, bad[name])
+            if mode == "observed":
+                df, observed[name] = observe_checks(cfg, name, df, D)
+            storage.write_partition(df, uri, D, TABLES[name][2])
+        with pytest.raises(GateFailed) as err:
+            gate(spark, cfg, "test", D, uris, versions, observed=observed)
+        assert err.value.summary["checked_on_write"] == (sorted(OBSERVABLE) if observed else [])
+        messages[mode] = sorted(err.value.summary["failures"])
+    assert messages["observed"] == messages["read back"]
+    assert len(messages["observed"]) == 8, messages["observed"]  # 3 null keys, 3 duplicates, 2 rates
+
+
+def test_observed_checks_that_do_not_match_the_written_rows_are_not_trusted(spark, cfg):
+    """A clean observation of rows that are not the ones in the table: the gate reads the table back."""
+    from jobs.quality import observe_checks
+
+    name, uri = "gold_features", f"{cfg.paths.warehouse}/t/gold_features"
+    versions = table_versions(spark, {name: uri})
+    clean, observed = observe_checks(cfg, name, frame(spark, name, [features(i) for i in range(4)]), D)
+    clean.collect()  # the observation sees 4 clean rows ...
+    bad = [features(i) for i in range(5)]
+    bad[0]["ctr_7d"] = 1.5
+    storage.write_partition(frame(spark, name, bad), uri, D, "as_of_date")  # ... the table holds 5 other rows
+    with pytest.raises(GateFailed, match="gold_features: ctr_7d has 1 values outside"):
+        gate(spark, cfg, "test", D, {name: uri}, versions, observed={name: observed})
+
+
+def test_a_suite_with_distinct_metrics_cannot_ride_on_a_write(spark, cfg):
+    from jobs.quality import observe_checks
+
+    with pytest.raises(ValueError, match="count distinct values"):
+        observe_checks(cfg, "silver_clicks", frame(spark, "silver_clicks", [silver_click(0)]), D)
