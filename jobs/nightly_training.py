@@ -43,8 +43,9 @@ def missing_label_days(spark: SparkSession, wh: Warehouse, first: date, last: da
     """Days of first .. last without closed labels (a day that closed empty counts as missing)."""
     have: set[date] = set()
     if storage.is_delta(spark, wh.silver("labels")):
-        have = {r[0] for r in storage.read_delta(spark, wh.silver("labels"))
-                .where(F.col("event_date").between(F.lit(first), F.lit(last))).select("event_date").distinct().collect()}
+        labels = storage.read_delta(spark, wh.silver("labels"))
+        have = {r[0] for r in labels.where(F.col("event_date").between(F.lit(first), F.lit(last)))
+                .select("event_date").distinct().collect()}
     return [d for d in (first + timedelta(days=i) for i in range((last - first).days + 1)) if d not in have]
 
 

@@ -41,7 +41,8 @@ def test_bad_schedules_say_what_is_wrong(text, message):
 
 
 def test_not_due_reason_names_the_schedule_and_the_weekday():
-    assert not_due_reason(parse_schedule("weekly:sun"), MON) == "train.schedule is weekly:sun and 2025-03-03 is a Monday"
+    assert not_due_reason(parse_schedule("weekly:sun"), MON) == \
+        "train.schedule is weekly:sun and 2025-03-03 is a Monday"
     assert not_due_reason(parse_schedule("off"), SUN) == "train.schedule is off"
 
 
