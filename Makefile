@@ -14,9 +14,12 @@ WAREHOUSE ?= data/warehouse
 DEMO_DAYS ?= 3
 DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 200000
+NIGHTLY_CONFIG ?=
+# TRAIN=1: train every night (once enough label days are closed), TRAIN=0: never; unset: as train.schedule says.
+NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo backfill bench bench-train training-set train score mlflow-ui clean
+.PHONY: help install jars test demo demo-training backfill bench bench-train training-set train score mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,15 +44,18 @@ demo: $(STAMP) $(JARS_STAMP)  ## generate sample logs and run the nightly pipeli
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
 	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
 	$(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | while read d; do \
-	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
+	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) $(NIGHTLY_FLAGS) || exit $$?; \
 	done
 	$(PY) jobs/show.py --landing $(LANDING) --warehouse $(WAREHOUSE)
 
-backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [LANDING=...] [WAREHOUSE=...]
+demo-training:  ## the demo with a fourth night that trains (1/1/1-day training set, smaller models)
+	$(MAKE) demo DEMO_DAYS=4 NIGHTLY_CONFIG=conf/overlays/demo_training.yaml
+
+backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [TRAIN=0|1] [LANDING=...] [WAREHOUSE=...]
 	@dates=$$($(PY) jobs/dates.py --date "$(DATE)" --start "$(START)" --end "$(END)") || exit 2; \
 	for d in $$dates; do \
 	    echo "== nightly $$d"; \
-	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) || exit $$?; \
+	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) $(NIGHTLY_FLAGS) || exit $$?; \
 	done
 
 bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with 28 days of history, training at 10M (slow)

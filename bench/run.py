@@ -4,8 +4,8 @@
     .venv/bin/python bench/run.py --sizes 200000 --days 29     # a night with 28 days of history
 
 For each size: generate ``days`` days of that many clean impressions per day,
-then run the nightly job (jobs/nightly.run_nightly) for each day in one
-SparkSession. The last night is the one reported: it has a prior day to
+then run the nightly job (jobs/nightly.run_nightly, training off: bench/train_bench.py
+measures it) for each day in one SparkSession. The last night is the one reported: it has a prior day to
 de-duplicate against, orphans to retry and a closed day for gold. Reported per
 stage: seconds, its quality gate's seconds and share, throughput per core, and
 for gold the longest against the median task of its most skewed stage, read
@@ -150,7 +150,7 @@ def timed_night(spark, cfg, day) -> tuple[float, dict]:
     from jobs.nightly import run_nightly
 
     t = time.perf_counter()
-    report = run_nightly(spark, cfg, day)
+    report = run_nightly(spark, cfg, day, train=False)  # training has its own bench (bench/train_bench.py)
     return time.perf_counter() - t, report
 
 

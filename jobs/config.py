@@ -32,6 +32,7 @@ from pipelines.config import (
     TrainConfig,
 )
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
+from pipelines.schedule import parse_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -267,6 +268,23 @@ def _validate_train(tr: TrainConfig) -> None:
     _require(not set(tr.numeric_features + tr.categorical_features) & set(names),
              "train: a feature list names the label, split, group, date, id or neg_keep_rate column")
     _require(tr.numeric_prefix != tr.categorical_prefix, "train.numeric_prefix and train.categorical_prefix must differ")
+    try:
+        parse_schedule(tr.schedule)
+    except ValueError as err:
+        raise ConfigError(f"train.schedule: {err}") from None
+    _require(tr.mlflow_ui_url is None or bool(re.match(r"^https?://[^\s/]+", tr.mlflow_ui_url)),
+             f"train.mlflow_ui_url must be an http(s) URL or null, got {tr.mlflow_ui_url!r}")
+
+
+def _schedule_from_yaml(raw: dict[str, Any]) -> dict[str, Any]:
+    """YAML 1.1 reads an unquoted ``schedule: off`` as false: take it at its word."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("schedule"), bool):
+        return raw
+    if train["schedule"]:
+        raise ConfigError("train.schedule reads as true (an unquoted on, yes or true) and is not a schedule: "
+                          "use off, daily or weekly:<day> (e.g. weekly:sun)")
+    return {**raw, "train": {**train, "schedule": "off"}}
 def _validate_quality(q: QualityConfig) -> None:
     _require(0 < q.volume_band < 1, f"quality.volume_band must be between 0 and 1 (exclusive), got {q.volume_band}")
     _require(0 < q.rate_band < 1, f"quality.rate_band must be between 0 and 1 (exclusive), got {q.rate_band}")
@@ -291,7 +309,7 @@ def load_config(
         raw = deep_merge(raw, load_yaml(overlay))
     for name in extra_files:
         raw = deep_merge(raw, load_yaml(Path(name)))
-    raw = deep_merge(raw, overrides or {})
+    raw = _schedule_from_yaml(deep_merge(raw, overrides or {}))
 
     clean_raw = dict(raw.get("clean") or {})
     if not isinstance(raw.get("clean"), dict):

@@ -5,15 +5,18 @@
 Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
 bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature
-snapshot as of the day after it). After each stage its quality gate validates
-what it wrote and either publishes it or restores the tables and stops the night
-with exit code 3 (later stages do not run). Writes the run report to
-<warehouse>/reports/dt=<date>/run_report.json and a readable summary.md beside
-it. Re-running a date replaces that date's partitions: the result is the same
-as running it once.
+snapshot as of the day after it), and on the nights train.schedule names (or
+with --train) training: the point-in-time training set ending at the closed day,
+then the models, tracked in MLflow (jobs/nightly_training.py). After each stage
+its quality gate validates what it wrote and either publishes it or restores the
+tables and stops the night with exit code 3 (later stages do not run). Writes
+the run report to <warehouse>/reports/dt=<date>/run_report.json and a readable
+summary.md beside it. Re-running a date replaces that date's partitions: the
+result is the same as running it once.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs import storage  # noqa: E402
+from jobs import nightly_training, storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
 from jobs.gold import run_gold  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
@@ -37,15 +40,18 @@ log = logging.getLogger("ctr.nightly")
 
 def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
     gates = report.get("quality", {})
+    gate_seconds = {k: g.get("seconds", 0) for k, g in gates.items()}
+    gate_seconds["train"] = report.get("training", {}).get("training_set", {}).get("quality", {}).get("seconds", 0)
     lines = [f"# Nightly run {report['date']}", "",
              "Balanced: **yes**" if report["balanced"] else "Balanced: **NO** - " + "; ".join(report["balance_errors"]),
              "", "## Funnel", "", "```", *funnel_lines(report), "```", "", "## Stage times", "",
              "| stage | seconds | of which quality gate |", "|---|---:|---:|",
-             *[f"| {k} | {v:.1f} | {gates.get(k, {}).get('seconds', 0):.1f} |" for k, v in stage_seconds.items()], "",
+             *[f"| {k} | {v:.1f} | {gate_seconds.get(k, 0):.1f} |" for k, v in stage_seconds.items()], "",
              "## Quality gates", "",
              *[f"- {k}: {'passed' if g['passed'] else 'FAILED'}, {len(g['warnings'])} warnings"
                + "".join(f"\n  - warning: {w}" for w in g["warnings"]) for k, g in gates.items()],
-             "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", ""]
+             "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", "",
+             *nightly_training.markdown(report.get("training"))]
     return "\n".join(lines)
 
 
@@ -54,30 +60,31 @@ def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
     spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
 
 
-def run_nightly(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
+def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:  # noqa: ANN001
+    """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     try:
-        return _run_stages(spark, cfg, day)
+        return _run_stages(spark, cfg, day, train)
     finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         spark.sparkContext.setLocalProperty("spark.job.description", None)
 
 
-def _run_stages(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
+def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:  # noqa: ANN001
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
     t0 = time.monotonic()
-    log.info("[1/3] ingest dt=%s", day)
+    log.info("[1/4] ingest dt=%s", day)
     stage_jobs(spark, "ingest", day)
     lines, ingest_gate = run_ingest(spark, cfg, day)
     times["ingest"] = time.monotonic() - t0
     t1 = time.monotonic()
-    log.info("[2/3] silver dt=%s", day)
+    log.info("[2/4] silver dt=%s", day)
     stage_jobs(spark, "silver", day)
     lines_read = {stream: sum(counts.values()) for stream, counts in lines.items()}
     report = run_silver(spark, cfg, day, lines_read)
     times["silver"] = time.monotonic() - t1
     t2 = time.monotonic()
-    log.info("[3/3] gold dt=%s", day)
+    log.info("[3/4] gold dt=%s", day)
     stage_jobs(spark, "gold", day)
     report["gold"] = run_gold(spark, cfg, day, report["closed_day"]["impressions"])
     times["gold"] = time.monotonic() - t2
@@ -85,19 +92,57 @@ def _run_stages(spark, cfg: AppConfig, day) -> dict:  # noqa: ANN001
         s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
     gold_gate = {"gold": report["gold"]["quality"]} if "quality" in report["gold"] else {}
     report["quality"] = {"ingest": ingest_gate, **report.get("quality", {}), **gold_gate}
-    report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
-    storage.write_json(spark, wh.report(day), report)
-    storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
+    train_stage(spark, cfg, day, report, times, train)
     log.info("report: %s", wh.report(day))
     return report
 
 
+def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float]) -> None:  # noqa: ANN001
+    report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
+    storage.write_json(spark, wh.report(day), report)
+    storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
+
+
+def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],  # noqa: ANN001
+                train: bool | None) -> None:
+    """[4/4] Training set and models when due; writes the report, with its ``training`` section.
+
+    The report is written before training starts, marked ``running``: the night's data is published
+    whatever training does, and a night killed while training says so. A failure is recorded as
+    ``failed`` and re-raised (exit 1, or 3 for the training set's gate).
+    """
+    wh, started = Warehouse(cfg.paths.warehouse), time.monotonic()
+    log.info("[4/4] train dt=%s", day)
+    stage_jobs(spark, "train", day)
+    report["training"] = nightly_training.plan(spark, cfg, day, report["closed_day"], train)
+    if report["training"]["status"] == "skipped":
+        log.info("training skipped: %s", report["training"]["reason"])
+        times["train"] = time.monotonic() - started
+        write_report(spark, wh, day, report, times)
+        return
+    write_report(spark, wh, day, report, times)  # marked running
+    try:
+        report["training"] = nightly_training.run(spark, cfg, report["training"])
+    except BaseException as err:
+        report["training"] = nightly_training.failed(report["training"], err)
+        raise
+    finally:
+        times["train"] = time.monotonic() - started
+        try:
+            write_report(spark, wh, day, report, times)
+        except Exception:  # noqa: BLE001 - keep the training error, not this one
+            log.exception("could not record the training outcome in %s", wh.report(day))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=None,
+                        help="train this night whatever train.schedule says (--no-train: do not train); "
+                             "default: as train.schedule says")
 
     def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
         spark = get_spark(cfg.spark, args.master)
-        report = run_nightly(spark, cfg, args.date)
+        report = run_nightly(spark, cfg, args.date, args.train)
         return 0 if report["balanced"] else EXIT_RUNTIME
 
     return run_main(parser, body, argv)

@@ -12,6 +12,19 @@ if __package__ in (None, ""):
 from pipelines.report import funnel_lines  # noqa: E402
 
 
+def training_lines(t: dict) -> list[str]:
+    """The training stage of one night, in a few lines."""
+    if t["status"] != "trained":
+        why = t.get("reason") or t.get("error") or "started, not finished"
+        return [f"training: {t['status']}: {why}"]
+    ts, reg = t["training_set"], t.get("registered")
+    lines = [f"training: on {ts['path']} version {ts['version']} ({ts['first_day']} .. {ts['last_day']})"
+             + (f"; {reg['model']} version {reg['version']} is {reg['alias']}" if reg else "")]
+    for name, m in t["models"].items():
+        lines.append(f"  {name:<20} NE {m['ne']:.4f}  AUC {m['auc']:.4f}  {m['run_url'] or 'run ' + m['run_id']}")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--landing", default="data/landing")
@@ -43,6 +56,8 @@ def main() -> int:
                     print(f"     warning: {w}")
         for line in funnel_lines(report):
             print("   " + line)
+        for line in training_lines(report["training"]) if "training" in report else []:
+            print("   " + line)
     print("\nWhere to look:")
     print(f"  landing logs        {landing}/{{impressions,clicks,conversions,dims}}/dt=*/...")
     print(f"  generator truth     {landing}/_truth/ (manifest, ground_truth, expected_counts.json)")
@@ -58,6 +73,8 @@ def main() -> int:
         print(f"  quality Data Docs   {docs}")
         print(f"  validation results  {results}  (GX JSON, one per suite and run)")
         print(f"  gate summaries      {runs}/dt=*/{{ingest,silver,gold}}.json")
+    if any(json.loads(path.read_text()).get("training", {}).get("status") == "trained" for path in reports):
+        print("  MLflow runs         make mlflow-ui, then the run links above (http://127.0.0.1:5000)")
     print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")
     print("=" * 78)
     return 0

@@ -109,7 +109,11 @@ def evaluate_model(family: str, scorer: object, data: dict[str, DataFrame], w: f
 
 
 def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, truth: str | None = None) -> list[dict]:
-    """Train, evaluate, log and gate; returns one row of the results table per model."""
+    """Train, evaluate, log and gate; returns one row of the results table per model.
+
+    Each row holds the model's metrics and its MLflow ``run_id``; the registered model's row also
+    ``registered``: model name, version, alias (champion or challenger) and the gate's reason.
+    """
     from delta.tables import DeltaTable
     import mlflow
 
@@ -168,18 +172,24 @@ def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, tru
             run_id, uri = tracking.log_model_run(model, family, params, scores, curves, test_pdf,
                                                  example[list(feats.columns)], dataset, {"test_days": test_days})
             runs[family] = (run_id, uri, model, scores)
-            results.append({"model": family, **scores})
+            results.append({"model": family, "run_id": run_id, **scores})
             log.info("%s: NE %.5f AUC %.4f calibration %.4f (%.0f s)", family, scores["ne"], scores["auc"],
                      scores["calibration"], seconds)
-        gate(runs, test, tr)
+        family, promoted, reason, registered = gate(runs, test, tr)
+        next(r for r in results if r["model"] == family)["registered"] = {
+            "model": tr.registered_model, "version": registered, "alias": "champion" if promoted else "challenger",
+            "reason": reason}
     finally:
         for frame in data.values():
             frame.unpersist()
     return results
 
 
-def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str]:
-    """Register this run's best model (lowest NE, ablation excluded); champion only if the gate allows."""
+def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str, str]:
+    """Register this run's best model (lowest NE, ablation excluded); champion only if the gate allows.
+
+    Returns the family, whether it became champion, why, and its registered version.
+    """
     from jobs import tracking
 
     family = min((f for f in runs if f != "xgboost_entity_only"), key=lambda f: runs[f][3]["ne"])
@@ -196,11 +206,9 @@ def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str]:
             log.info("champion v%s on the same test days: NE %.5f", version, champion_scores["ne"])
         except Exception as err:  # noqa: BLE001 - e.g. its feature columns are gone from this table
             reason = f"champion v{version} could not be scored on these test days ({err}); left in place"
-            tracking.register(uri, tr.registered_model, False, reason, run_id)
-            return family, False, reason
+            return family, False, reason, tracking.register(uri, tr.registered_model, False, reason, run_id)
     promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance)
-    tracking.register(uri, tr.registered_model, promote, f"{family}: {reason}", run_id)
-    return family, promote, reason
+    return family, promote, reason, tracking.register(uri, tr.registered_model, promote, f"{family}: {reason}", run_id)
 
 
 def results_table(rows: list[dict]) -> str:

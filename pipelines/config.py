@@ -184,3 +184,5 @@ class TrainConfig:
     experiment: str
     scores_table: str               # relative = under paths.warehouse
     seed: int
+    schedule: str                   # nightly training: off, daily, weekly:<day>[,<day>] (pipelines/schedule.py)
+    mlflow_ui_url: str | None       # UI serving a non-http tracking store (make mlflow-ui); for run links

@@ -1,0 +1,121 @@
+"""train.schedule: parsing, validation before any work, and which nights are due (no Spark)."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from jobs import nightly, nightly_training
+from jobs.cli import EXIT_USAGE
+from jobs.config import ConfigError, load_config
+from pipelines.schedule import not_due_reason, parse_schedule, training_due
+
+SAT, SUN, MON, THU = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3), date(2025, 3, 6)
+
+
+@pytest.mark.parametrize("text, normalised, due", [
+    ("off", "off", set()),
+    ("daily", "daily", {SAT, SUN, MON, THU}),
+    ("weekly:sun", "weekly:sun", {SUN}),
+    (" Weekly:Sunday ", "weekly:sun", {SUN}),
+    ("weekly:thu,MON", "weekly:mon,thu", {MON, THU}),
+    ("weekly: mon , thursday", "weekly:mon,thu", {MON, THU}),
+])
+def test_schedules_parse_and_name_their_nights(text, normalised, due):
+    schedule = parse_schedule(text)
+    assert schedule.text == normalised
+    assert {d for d in (SAT, SUN, MON, THU) if training_due(schedule, d)} == due
+
+
+@pytest.mark.parametrize("text, message", [
+    ("weekly", "names no weekday"),
+    ("weekly:", "names no weekday"),
+    ("weekly:funday", "'funday' is not a weekday"),
+    ("weekly:mon,,thu", "'' is not a weekday"),
+    ("hourly", "is not a schedule"),
+    ("every 7 days", "is not a schedule"),
+])
+def test_bad_schedules_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_schedule(text)
+
+
+def test_not_due_reason_names_the_schedule_and_the_weekday():
+    assert not_due_reason(parse_schedule("weekly:sun"), MON) == \
+        "train.schedule is weekly:sun and 2025-03-03 is a Monday"
+    assert not_due_reason(parse_schedule("off"), SUN) == "train.schedule is off"
+
+
+def test_default_schedule_is_weekly_and_an_unquoted_off_means_off(tmp_path):
+    assert load_config("local").train.schedule == "weekly:sun"
+    path = tmp_path / "off.yaml"
+    path.write_text("train:\n  schedule: off\n")  # YAML 1.1 reads this as false
+    assert load_config("local", [str(path)]).train.schedule == "off"
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("train:\n  schedule: weekly:funday\n", "train.schedule: 'funday' is not a weekday"),
+    ("train:\n  schedule: hourly\n", "train.schedule: 'hourly' is not a schedule"),
+    ("train:\n  schedule: on\n", "train.schedule reads as true"),
+    ("train:\n  schedule: 7\n", "train.schedule must be a non-empty string"),
+    ("train:\n  mlflow_ui_url: localhost:5000\n", "train.mlflow_ui_url must be an http(s) URL or null"),
+])
+def test_bad_schedule_values_are_refused_by_the_config_loader(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config("local", [str(path)])
+
+
+def test_nightly_refuses_a_bad_schedule_before_any_work(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  schedule: weekly:funday\n")
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
+    code = nightly.main(["--date", "2025-03-02", "--warehouse", str(tmp_path / "wh"), "--config", str(path)])
+    assert code == EXIT_USAGE and "train.schedule: 'funday' is not a weekday" in capsys.readouterr().err
+    assert not (tmp_path / "wh").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [([], None), (["--train"], True), (["--no-train"], False)])
+def test_nightly_train_flags_reach_the_run(flags, expected, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: None)
+    monkeypatch.setattr(nightly, "run_nightly", lambda spark, cfg, day, train: seen.append(train) or {"balanced": True})
+    assert nightly.main(["--date", "2025-03-02", "--warehouse", str(tmp_path), *flags]) == 0
+    assert seen == [expected]
+
+
+class Touched(Exception):
+    pass
+
+
+class NoSpark:
+    """Stands in for the session where nothing may be read."""
+
+    def __getattr__(self, name):
+        raise Touched(name)
+
+
+def plan_without_spark(schedule: str, day: date, force):
+    cfg = load_config("local", [], {"train": {"schedule": schedule}})
+    return nightly_training.plan(NoSpark(), cfg, day, {"event_date": "2025-03-01"}, force)
+
+
+def test_a_night_that_is_not_due_or_told_not_to_train_skips_without_reading_anything():
+    assert plan_without_spark("weekly:sun", MON, None) == {
+        "schedule": "weekly:sun", "status": "skipped",
+        "reason": "not due: train.schedule is weekly:sun and 2025-03-03 is a Monday"}
+    assert plan_without_spark("daily", MON, False)["reason"] == "--no-train given"
+    assert plan_without_spark("off", SUN, None)["reason"] == "not due: train.schedule is off"
+    with pytest.raises(Touched):  # due: it goes on to look for closed labels
+        plan_without_spark("weekly:sun", SUN, None)
+    with pytest.raises(Touched):  # --train on a night that is not due
+        plan_without_spark("off", MON, True)
+
+
+def test_run_links_point_at_the_tracking_server_or_the_configured_ui():
+    assert nightly_training.ui_base("https://bob:secret@mlflow.example.com/", None) == "https://mlflow.example.com"
+    assert nightly_training.ui_base("sqlite:////x/mlflow.db", "http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+    assert nightly_training.ui_base("sqlite:////x/mlflow.db", None) is None
+    assert nightly_training.ui_base("databricks", "http://127.0.0.1:5000") is None
+    assert nightly_training.redact("postgresql://ml:pw@db:5432/mlflow") == "postgresql://db:5432/mlflow"
