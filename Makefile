@@ -125,9 +125,11 @@ demo-cluster: $(STAMP) $(JARS_STAMP) $(ZIP)  ## after cluster-up: generate, nigh
 	    --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF)
 	$(PY) jobs/show.py --landing $(CLUSTER_LANDING) --warehouse $(CLUSTER_WAREHOUSE)
 	$(PY) scripts/eventlog_summary.py $(CLUSTER_EVENTLOG)
-	@echo "  training set        $(abspath $(CLUSTER_WAREHOUSE))/gold/training_set (+ training_set.json)"
+	@echo ""
+	@echo "Cluster run, where to look:"
+	@echo "  training set        $(abspath $(CLUSTER_WAREHOUSE))/gold/training_set (manifest: gold/training_set.json)"
 	@echo "  MLflow runs         make mlflow-ui MLFLOW_TRACKING_URI=$(CLUSTER_MLFLOW)"
-	@echo "  master UI           http://127.0.0.1:8080 (completed applications, their executors and logs)"
+	@echo "  master UI           http://127.0.0.1:8080 (applications, their executors; make cluster-status)"
 	@echo "  executor logs       data/cluster/work/worker-*/app-*/*/std{out,err}"
 	@echo "  event logs          $(CLUSTER_EVENTLOG)"
 
