@@ -19,10 +19,11 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training backfill bench bench-train training-set train score mlflow-ui clean
+.PHONY: help install jars test demo demo-training backfill bench bench-train training-set train score mlflow-ui clean \
+        cluster-up cluster-down cluster-status demo-cluster zip
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,5 +81,64 @@ mlflow-ui: $(STAMP)  ## open the MLflow UI on the tracking store (default mlruns
 	@mkdir -p mlruns
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port 5000
 
-clean:  ## remove generated data (keeps .venv and the JAR cache)
-	rm -rf data spark-warehouse metastore_db derby.log
+# A standalone cluster on this machine (scripts/cluster.sh): master and two 1-core workers, loopback only.
+CLUSTER_MASTER := spark://127.0.0.1:7077
+CLUSTER_LANDING ?= data/cluster-landing
+CLUSTER_WAREHOUSE ?= data/cluster-warehouse
+CLUSTER_DAYS ?= 5
+CLUSTER_IMPRESSIONS ?= 20000
+CLUSTER_MLFLOW := sqlite:///$(CURDIR)/data/cluster-mlruns/mlflow.db
+CLUSTER_EVENTLOG := $(CURDIR)/data/cluster-eventlog
+CLUSTER_CONF := --env cluster --config conf/demo-cluster.yaml
+ZIP := dist/ctr_jobs.zip
+# Client mode: the driver runs here (it reads conf/ and expectations/ and holds the MLflow store),
+# executors run on the workers and get the code only from --py-files. Paths are absolute: every
+# executor must see the same storage (here the local disk; on a real cluster HDFS or an object store).
+CLUSTER_SUBMIT = SPARK_LOCAL_IP=127.0.0.1 $(VENV)/bin/spark-submit --master $(CLUSTER_MASTER) --deploy-mode client \
+    --driver-memory 3g --executor-memory 1g --executor-cores 1 --total-executor-cores 2 \
+    --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
+    --conf spark.pyspark.python=$(abspath $(PY)) --conf spark.log.level=WARN \
+    --conf spark.eventLog.enabled=true --conf spark.eventLog.compress=false --conf spark.eventLog.dir=file://$(CLUSTER_EVENTLOG) \
+    --jars "$$(ls .cache/jars/*.jar | paste -sd, -)" --py-files $(ZIP)
+
+cluster-up: $(STAMP)  ## start a Spark master and two workers on 127.0.0.1 (UI http://127.0.0.1:8080)
+	scripts/cluster.sh up
+
+cluster-down:  ## stop the cluster's workers and master
+	scripts/cluster.sh down
+
+cluster-status:  ## the master's view: workers, cores in use, applications
+	scripts/cluster.sh status
+
+$(ZIP): scripts/build_zip.py $(shell find jobs pipelines -name '*.py')
+	$(PY) scripts/build_zip.py $(ZIP)
+
+zip: $(ZIP)  ## build dist/ctr_jobs.zip, the code executors get through --py-files
+
+demo-cluster: $(STAMP) $(JARS_STAMP) $(ZIP)  ## after cluster-up: generate, nightly per date, training set, XGBoost + LightGBM on the cluster
+	@scripts/cluster.sh status >/dev/null || { echo "error: no cluster with two workers at $(CLUSTER_MASTER); run make cluster-up first" >&2; exit 1; }
+	@rm -rf $(CLUSTER_EVENTLOG) && mkdir -p $(CLUSTER_EVENTLOG)
+	$(CLUSTER_SUBMIT) scripts/cluster_check.py --executors 2
+	$(CLUSTER_SUBMIT) jobs/generate_logs.py --landing $(abspath $(CLUSTER_LANDING)) --overwrite $(CLUSTER_CONF) \
+	    --start $(DEMO_START) --days $(CLUSTER_DAYS) --impressions-per-day $(CLUSTER_IMPRESSIONS)
+	$(PY) jobs/dates.py --start $(DEMO_START) --days $(CLUSTER_DAYS) | while read d; do \
+	    echo "== nightly $$d on $(CLUSTER_MASTER)"; \
+	    $(CLUSTER_SUBMIT) jobs/nightly.py --date $$d --landing $(abspath $(CLUSTER_LANDING)) \
+	        --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF) || exit $$?; \
+	done
+	$(CLUSTER_SUBMIT) jobs/training_set.py --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF)
+	MLFLOW_TRACKING_URI=$(CLUSTER_MLFLOW) $(CLUSTER_SUBMIT) jobs/train.py --landing $(abspath $(CLUSTER_LANDING)) \
+	    --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF)
+	$(PY) jobs/show.py --landing $(CLUSTER_LANDING) --warehouse $(CLUSTER_WAREHOUSE)
+	$(PY) scripts/eventlog_summary.py $(CLUSTER_EVENTLOG)
+	@echo ""
+	@echo "Cluster run, where to look:"
+	@echo "  training set        $(abspath $(CLUSTER_WAREHOUSE))/gold/training_set (manifest: gold/training_set.json)"
+	@echo "  MLflow runs         make mlflow-ui MLFLOW_TRACKING_URI=$(CLUSTER_MLFLOW)"
+	@echo "  master UI           http://127.0.0.1:8080 (applications, their executors; make cluster-status)"
+	@echo "  executor logs       data/cluster/work/worker-*/app-*/*/std{out,err}"
+	@echo "  event logs          $(CLUSTER_EVENTLOG)"
+
+clean:  ## stop the local cluster, remove generated data and dist/ (keeps .venv and the JAR cache)
+	scripts/cluster.sh down
+	rm -rf data dist spark-warehouse metastore_db derby.log

@@ -150,9 +150,14 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     out = {"partials_event_date": event_day.isoformat(), "features_as_of": as_of.isoformat(),
            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
     if closed_labels:
+        # A snapshot gains a day of history every night until its longest window is full, so its
+        # row count grows by design until then: only full snapshots are compared day over day.
+        first = storage.read_delta(spark, wh.gold("entity_day")).agg(F.min("event_date")).first()[0]
+        full_from = (first or event_day) + timedelta(days=max(cfg.gold.windows_days))
         out["quality"] = gate(spark, cfg, "gold", day, gated, versions,
                               partitions={"gold_entity_day": event_day, "gold_features": as_of},
-                              observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks})
+                              observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
+                              volume_since={"gold_features": full_from})
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
     return out

@@ -172,12 +172,13 @@ def metrics_uri(wh: Warehouse, table: str, day: date) -> str:
     return f"{wh.root}/_quality/metrics/{table}/dt={day.isoformat()}.json"
 
 
-def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: int) -> list[dict]:
-    """The metrics of the trailing days whose gates passed (only those are recorded)."""
+def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: int,
+             since: date | None = None) -> list[dict]:
+    """The metrics of the trailing days whose gates passed (only those are recorded), none before ``since``."""
     out = []
     for k in range(1, days + 1):
         uri = metrics_uri(wh, table, day - timedelta(days=k))
-        if storage.exists(spark, uri):
+        if (since is None or day - timedelta(days=k) >= since) and storage.exists(spark, uri):
             out.append(json.loads(storage.read_text(spark, uri)))
     return out
 
@@ -252,7 +253,8 @@ def observe_checks(cfg: AppConfig, name: str, df: DataFrame, day: date,
 
 def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
          versions_before: Mapping[str, int | None], report: Mapping[str, Any] | None = None,
-         partitions: Mapping[str, date] | None = None, observed: Mapping[str, ObservedChecks] | None = None) -> dict:
+         partitions: Mapping[str, date] | None = None, observed: Mapping[str, ObservedChecks] | None = None,
+         volume_since: Mapping[str, date] | None = None) -> dict:
     """Validate what ``stage`` wrote for ``day``; publish (return the summary) or roll back and raise GateFailed.
 
     ``written``: suite name (expectations/<name>.json) -> table URI; each
@@ -260,7 +262,10 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     suite's ``meta.partition`` column) is checked. ``report``: the run report,
     checked with the run_report suite. ``observed``: suite name -> the checks
     that rode on the table's write (``observe_checks``); the gate then reads back
-    only the key columns.
+    only the key columns. ``volume_since``: per suite, the first
+    partition whose volume is comparable with later ones (a table that grows
+    by design until then); an earlier partition gets no volume check and is no
+    later partition's baseline.
     """
     import pandas as pd
 
@@ -310,8 +315,10 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
         check(name, "spark", compiled.schema, df.limit(0), part, ROW_FORMAT)
         values = partition_values(name, df, meta, compiled)
         metrics_of[name] = {k: v for k, v in values.items() if k not in compiled.aggregates}
-        values = q.with_volume(rc.with_shares(values, compiled), meta.get("volume", []),
-                               _history(spark, wh, name, part, cfg.quality.trailing_days),
+        since = (volume_since or {}).get(name)
+        history = [] if since is not None and part < since else _history(
+            spark, wh, name, part, cfg.quality.trailing_days, since)
+        values = q.with_volume(rc.with_shares(values, compiled), meta.get("volume", []), history,
                                cfg.quality.min_trailing_days)
         check(f"{name}.metrics", "pandas", compiled.expectations + metric_exps, pd.DataFrame([values]), part,
               METRIC_FORMAT, compiled, values)

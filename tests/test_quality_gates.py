@@ -190,6 +190,20 @@ def test_a_trailing_click_rate_outside_the_band_warns_in_labels(spark, cfg):
         "silver_labels: click_rate is 5x the trailing mean (expected between 0.5x and 1.5x)"]
 
 
+def test_a_table_still_filling_its_windows_gets_no_volume_check_and_is_no_baseline(spark, cfg):
+    """gold_features grows every night until its longest window is full (volume_since): 4x is growth, not a jump."""
+    name, wh = "gold_features", Warehouse(cfg.paths.warehouse)
+    for k in (1, 2, 3):
+        storage.write_json(spark, metrics_uri(wh, name, D - timedelta(days=k)), {"rows": 1})
+    uri = f"{cfg.paths.warehouse}/t/{name}"
+    storage.write_partition(frame(spark, name, [features(i) for i in range(4)]), uri, D, "as_of_date")
+    still_filling = gate(spark, cfg, "test", D, {name: uri}, {name: None}, volume_since={name: D + timedelta(days=1)})
+    first_full = gate(spark, cfg, "test", D, {name: uri}, {name: None}, volume_since={name: D})
+    assert still_filling["passed"] and first_full["passed"]
+    with pytest.raises(GateFailed, match=r"gold_features: rows is 4x the trailing mean"):
+        gate(spark, cfg, "test", D, {name: uri}, {name: None})
+
+
 def good_report():
     return {"date": D.isoformat(), "balance_errors": [], **contract_counts(
         {"valid": 90, "duplicate": 5, "bot_declared": 5}, {"attributed": 3, "orphan": 1}, {"impressions": 2},
