@@ -28,7 +28,8 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import gate  # noqa: E402
+from jobs.rollback import begin, finish  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.features import (  # noqa: E402
@@ -129,7 +130,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     event_day = day - timedelta(days=cfg.clean.label_maturity_days)
     as_of = event_day + timedelta(days=1)
     gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
-    versions = table_versions(spark, gated)
+    partitions = {"gold_entity_day": event_day, "gold_features": as_of}
+    versions = begin(spark, cfg, "gold", day, gated, partitions)
     write_partials(spark, cfg, wh, event_day)
     keys = write_snapshot(spark, cfg, wh, as_of)
     seconds = time.monotonic() - started
@@ -138,10 +140,10 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     out = {"partials_event_date": event_day.isoformat(), "features_as_of": as_of.isoformat(),
            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
     if closed_labels:
-        out["quality"] = gate(spark, cfg, "gold", day, gated, versions,
-                              partitions={"gold_entity_day": event_day, "gold_features": as_of})
+        out["quality"] = gate(spark, cfg, "gold", day, gated, versions, partitions=partitions)
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
+        finish(spark, cfg, "gold", day)
     return out
 
 

@@ -26,7 +26,8 @@ from delta.tables import DeltaTable  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Landing, Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import gate  # noqa: E402
+from jobs.rollback import begin  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig, IngestConfig  # noqa: E402
 from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows  # noqa: E402
@@ -99,7 +100,7 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
     Raises GateFailed (after restoring the gated tables) when a critical expectation fails.
     """
     landing, wh = Landing(cfg.paths.landing), Warehouse(cfg.paths.warehouse)
-    versions = table_versions(spark, gated_tables(wh))
+    versions = begin(spark, cfg, "ingest", day, gated_tables(wh))
     ingested_at = F.current_timestamp()
     counts: dict[str, dict[str, int]] = {}
     quarantined: list[DataFrame] = []
