@@ -75,6 +75,23 @@ def load_suite(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _drop_half_written(root: str) -> None:
+    """Remove Great Expectations project files a killed run left half-written.
+
+    GX writes them in place, not through a temporary file, and cannot load a
+    truncated one, so every later gate would fail. All of them are registered
+    again by every gate (``_context``, ``_checkpoint``); results and Data Docs
+    are not touched (a half-written result is skipped by the docs).
+    """
+    stores = [Path(root) / "gx" / d for d in ("expectations", "validation_definitions", "checkpoints")]
+    for path in [p for store in stores for p in store.rglob("*.json")]:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            log.warning("removing %s, left half-written by an earlier run", path)
+            path.unlink()
+
+
 def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
     if root not in _CONTEXTS:
         import great_expectations as gx
@@ -82,7 +99,13 @@ def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
         Path(root).mkdir(parents=True, exist_ok=True)
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        ctx = gx.get_context(mode="file", project_root_dir=root)
+        _drop_half_written(root)
+        try:
+            ctx = gx.get_context(mode="file", project_root_dir=root)
+        except gx.exceptions.GreatExpectationsError:  # a half-written great_expectations.yml: make a new one
+            log.warning("removing %s/gx/great_expectations.yml, which GX cannot load", root)
+            (Path(root) / "gx" / "great_expectations.yml").unlink()
+            ctx = gx.get_context(mode="file", project_root_dir=root)
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
         # persist=False: GX would otherwise cache every partition it validates (a
         # full read of every column into memory); its aggregates read few columns.
