@@ -15,11 +15,12 @@ from typing import Any, Callable, Sequence
 
 from jobs.config import ConfigError, load_config
 from jobs.quality import GateFailed
+from jobs.rollback import UnfinishedRun
 from pipelines.config import AppConfig
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1     # anything unexpected: Spark failure, storage error
-EXIT_USAGE = 2       # bad argument or config value; nothing was written
+EXIT_USAGE = 2       # bad argument or config value, or an earlier date left unfinished; nothing was written
 EXIT_GATE = 3        # a data-quality gate failed; nothing was published
 
 log = logging.getLogger("ctr")
@@ -136,7 +137,7 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace
         return EXIT_USAGE
     try:
         return body(args, cfg)
-    except (UsageError, ConfigError) as err:
+    except (UsageError, ConfigError, UnfinishedRun) as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,7 +28,8 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import ObservedChecks, gate, observe_checks, table_versions  # noqa: E402
+from jobs.quality import ObservedChecks, gate, observe_checks  # noqa: E402
+from jobs.rollback import begin, finish  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.features import (  # noqa: E402
@@ -139,7 +140,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     event_day = day - timedelta(days=cfg.clean.label_maturity_days)
     as_of = event_day + timedelta(days=1)
     gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
-    versions = table_versions(spark, gated)
+    partitions = {"gold_entity_day": event_day, "gold_features": as_of}
+    versions = begin(spark, cfg, "gold", day, gated, partitions)
     # The gate's aggregate checks ride on the two writes (one pass each); it reads back only the keys.
     checked_for = day if closed_labels else None
     partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
@@ -154,12 +156,12 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
         # row count grows by design until then: only full snapshots are compared day over day.
         first = storage.read_delta(spark, wh.gold("entity_day")).agg(F.min("event_date")).first()[0]
         full_from = (first or event_day) + timedelta(days=max(cfg.gold.windows_days))
-        out["quality"] = gate(spark, cfg, "gold", day, gated, versions,
-                              partitions={"gold_entity_day": event_day, "gold_features": as_of},
+        out["quality"] = gate(spark, cfg, "gold", day, gated, versions, partitions=partitions,
                               observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
                               volume_since={"gold_features": full_from})
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
+        finish(spark, cfg, "gold", day)
     return out
 
 

@@ -26,7 +26,8 @@ from delta.tables import DeltaTable  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Landing, Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import gate  # noqa: E402
+from jobs.rollback import begin  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig, IngestConfig  # noqa: E402
 from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows  # noqa: E402
@@ -72,17 +73,18 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
     for uri in [wh.bronze(n) for n in names] + [wh.quarantine]:
         # A folder listing is enough to know there is nothing to expire; only
         # tables with older partition folders are opened as Delta tables.
-        folders = [p.rsplit("/dt=", 1)[1] for p in storage.glob(spark, f"{uri}/dt=*")]
-        if not any(f < cutoff.isoformat() for f in folders) or not storage.is_delta(spark, uri):
+        expired = [p for p in storage.glob(spark, f"{uri}/dt=*") if p.rsplit("/dt=", 1)[1] < cutoff.isoformat()]
+        if not expired or not storage.is_delta(spark, uri):
             continue
         table = DeltaTable.forPath(spark, uri)
-        stale = table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count()
-        if stale:
+        if table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count():
             table.delete(F.col("dt") < F.lit(cutoff))
-            # VACUUM lists the whole table, so it runs only on nights that deleted
-            # something; it is what removes the expired rows' files physically.
-            table.vacuum(cfg.vacuum_retain_hours)
             deleted += 1
+        # VACUUM lists the whole table, so it runs only while an expired folder still
+        # holds a data file (not merely after a DELETE: a run killed between the two
+        # leaves files its re-run, which finds nothing left to delete, must remove).
+        if any(storage.glob(spark, f"{p}/*.parquet") for p in expired):
+            table.vacuum(cfg.vacuum_retain_hours)
     if deleted:
         log.info("retention: deleted partitions before %s from %d bronze tables", cutoff, deleted)
     return deleted
@@ -99,7 +101,7 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
     Raises GateFailed (after restoring the gated tables) when a critical expectation fails.
     """
     landing, wh = Landing(cfg.paths.landing), Warehouse(cfg.paths.warehouse)
-    versions = table_versions(spark, gated_tables(wh))
+    versions = begin(spark, cfg, "ingest", day, gated_tables(wh))
     ingested_at = F.current_timestamp()
     counts: dict[str, dict[str, int]] = {}
     quarantined: list[DataFrame] = []

@@ -1,7 +1,9 @@
 """Data-quality gates: validate what a stage wrote, and roll it back if a critical expectation fails.
 
-Publication is "write, audit, roll back": before a stage, ``table_versions``
-records the Delta version of every table it writes; the stage writes; ``gate``
+Publication is "write, audit, roll back": before a stage, ``rollback.begin``
+records the Delta version of every table it writes (in the warehouse, until the
+gate has decided: a re-run after a kill first undoes the killed attempt); the
+stage writes; ``gate``
 validates the written partitions (read back from Delta, not re-running the
 stage's plan; or, for tables written with ``observe_checks``, from aggregates
 computed in the write's own pass plus a read-back of the key columns) and the
@@ -19,7 +21,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -28,10 +29,10 @@ from typing import Any, Mapping
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from delta.tables import DeltaTable
 from jobs import storage
 from jobs.config import REPO_ROOT
 from jobs.layout import Warehouse
+from jobs.rollback import finish, metrics_uri, restore, table_versions
 from pipelines import quality as q
 from pipelines import row_checks as rc
 from pipelines.config import AppConfig
@@ -76,45 +77,26 @@ def data_docs_index(root: str) -> str:
     return f"{root}/gx/uncommitted/data_docs/local_site/index.html"
 
 
-def table_versions(spark: SparkSession, uris: Mapping[str, str]) -> dict[str, int | None]:
-    """The current Delta version of each table, None for a table that does not exist yet.
-
-    Read from the commit files' names (``_delta_log/<version>.json``): a folder
-    listing, no Spark job.
-    """
-    out: dict[str, int | None] = {}
-    for name, uri in uris.items():
-        commits = [p.rsplit("/", 1)[1] for p in storage.glob(spark, f"{uri}/_delta_log/*.json")]
-        versions = [int(c[:-5]) for c in commits if c[:-5].isdigit()]
-        out[name] = max(versions) if versions else None
-    return out
-
-
-def restore(spark: SparkSession, uris: Mapping[str, str], versions: Mapping[str, int | None]) -> dict[str, Any]:
-    """Put every table back at its recorded version; remove a table that did not exist."""
-    now = table_versions(spark, uris)
-
-    def one(name: str) -> str | None:
-        before, uri = versions.get(name), uris[name]
-        if before is None:
-            if now[name] is None:
-                return None
-            storage.delete(spark, uri)
-            return "removed (the stage created it)"
-        if now[name] == before:
-            return None
-        DeltaTable.forPath(spark, uri).restoreToVersion(before)
-        return f"restored to version {before}"
-
-    # Independent tables: their RESTOREs run as concurrent Spark jobs.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = dict(zip(uris, pool.map(one, uris)))
-    return {name: what for name, what in done.items() if what}
-
-
 def load_suite(name: str) -> dict:
     path = SUITES_DIR / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _drop_half_written(root: str) -> None:
+    """Remove Great Expectations project files a killed run left half-written.
+
+    GX writes them in place, not through a temporary file, and cannot load a
+    truncated one, so every later gate would fail. All of them are registered
+    again by every gate (``_context``, ``_checkpoint``); results and Data Docs
+    are not touched (a half-written result is skipped by the docs).
+    """
+    stores = [Path(root) / "gx" / d for d in ("expectations", "validation_definitions", "checkpoints")]
+    for path in [p for store in stores for p in store.rglob("*.json")]:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            log.warning("removing %s, left half-written by an earlier run", path)
+            path.unlink()
 
 
 def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
@@ -124,7 +106,13 @@ def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
         Path(root).mkdir(parents=True, exist_ok=True)
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        ctx = gx.get_context(mode="file", project_root_dir=root)
+        _drop_half_written(root)
+        try:
+            ctx = gx.get_context(mode="file", project_root_dir=root)
+        except gx.exceptions.GreatExpectationsError:  # a half-written great_expectations.yml: make a new one
+            log.warning("removing %s/gx/great_expectations.yml, which GX cannot load", root)
+            (Path(root) / "gx" / "great_expectations.yml").unlink()
+            ctx = gx.get_context(mode="file", project_root_dir=root)
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
         # persist=False: GX would otherwise cache every partition it validates (a
         # full read of every column into memory); its aggregates read few columns.
@@ -165,11 +153,6 @@ def _parameters(cfg: AppConfig, day: date, part: date) -> dict[str, Any]:
         "partition_start": utc(part), "partition_end": utc(part + timedelta(days=1)),
         **q.volume_parameters(cfg.quality.volume_band, cfg.quality.rate_band),
     }
-
-
-def metrics_uri(wh: Warehouse, table: str, day: date) -> str:
-    """A published partition's day metrics, the baseline of later days' volume checks."""
-    return f"{wh.root}/_quality/metrics/{table}/dt={day.isoformat()}.json"
 
 
 def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: int,
@@ -363,6 +346,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     summary["seconds"] = round(time.monotonic() - started, 2)
     summary["data_docs_seconds"] = round(docs_seconds, 2)
     storage.write_json(spark, summary["summary"], summary)
+    finish(spark, cfg, stage, day)
     log.info("gate %s dt=%s %s in %.1fs (%d warnings); data docs %s", stage, day,
              "passed" if not failures else "FAILED", summary["seconds"], len(warnings), summary["data_docs"])
     if failures:

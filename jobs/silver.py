@@ -26,7 +26,8 @@ from pyspark.sql import functions as F  # noqa: E402
 from jobs import storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import gate, table_versions  # noqa: E402
+from jobs.quality import gate  # noqa: E402
+from jobs.rollback import begin  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines import silver  # noqa: E402
 from pipelines.attribution import decide_clicks, with_final_fates  # noqa: E402
@@ -97,7 +98,8 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
     gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
-    versions = table_versions(spark, gated)
+    event_day = day - timedelta(days=clean.label_maturity_days)
+    versions = begin(spark, cfg, "silver", day, gated, partitions={"silver_labels": event_day}, report=True)
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
     prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
@@ -129,7 +131,6 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     spark.catalog.clearCache()
     if errors:
         log.error("run report does not balance: %s", "; ".join(errors))
-    event_day = day - timedelta(days=clean.label_maturity_days)
     report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report,
                                         partitions={"silver_labels": event_day})}
     log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
