@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from delta.tables import DeltaTable  # noqa: E402
-from jobs import storage  # noqa: E402
+from jobs import faults, storage  # noqa: E402
 from jobs.cli import base_parser, run_main  # noqa: E402
 from jobs.layout import Landing, Warehouse  # noqa: E402
 from jobs.quality import gate  # noqa: E402
@@ -78,12 +78,14 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
             continue
         table = DeltaTable.forPath(spark, uri)
         if table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count():
+            faults.before_write(f"DELETE {uri} dt < {cutoff}")
             table.delete(F.col("dt") < F.lit(cutoff))
             deleted += 1
         # VACUUM lists the whole table, so it runs only while an expired folder still
         # holds a data file (not merely after a DELETE: a run killed between the two
         # leaves files its re-run, which finds nothing left to delete, must remove).
         if any(storage.glob(spark, f"{p}/*.parquet") for p in expired):
+            faults.before_write(f"VACUUM {uri}")
             table.vacuum(cfg.vacuum_retain_hours)
     if deleted:
         log.info("retention: deleted partitions before %s from %d bronze tables", cutoff, deleted)

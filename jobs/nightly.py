@@ -12,7 +12,8 @@ its quality gate validates what it wrote and either publishes it or restores the
 tables and stops the night with exit code 3 (later stages do not run). Writes
 the run report to <warehouse>/reports/dt=<date>/run_report.json and a readable
 summary.md beside it. Re-running a date replaces that date's partitions: the
-result is the same as running it once.
+result is the same as running it once. After a failure or a kill at any point,
+re-running the same date finishes it (README "Re-runs, kills and resuming").
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs import nightly_training, storage  # noqa: E402
+from jobs import faults, nightly_training, storage  # noqa: E402
 from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
 from jobs.gold import run_gold  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
@@ -58,6 +59,7 @@ def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
 def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
     """Name the Spark jobs that follow: the UI and the event log group them by stage (``<stage>-<date>``)."""
     spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
+    faults.enter(stage)
 
 
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:  # noqa: ANN001

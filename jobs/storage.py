@@ -12,6 +12,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from delta.tables import DeltaTable
+from jobs import faults
 
 
 def _fs_path(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects
@@ -34,6 +35,7 @@ def exists(spark: SparkSession, uri: str) -> bool:
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write a small text file atomically enough for reports: temp file, then rename."""
+    faults.before_write(uri)
     fs, path = _fs_path(spark, uri)
     jvm = spark.sparkContext._jvm
     tmp = jvm.org.apache.hadoop.fs.Path(uri + ".tmp")
@@ -104,6 +106,7 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
     replaceWhere makes the write idempotent: a re-run replaces the day's rows in
     one atomic commit instead of appending them a second time.
     """
+    faults.before_write(f"{uri} {column}={day}")
     (df.write.format("delta")
      .mode("overwrite")
      .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'")
