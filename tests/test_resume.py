@@ -63,7 +63,7 @@ def nightly(cfg, day: date, small_yaml: Path, kill_at: str | None = None) -> sub
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=600)
+        out, err = proc.communicate(timeout=1800)  # a hang fails the test instead of stalling the suite
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
