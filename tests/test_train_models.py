@@ -60,7 +60,9 @@ def test_zero_is_not_missing_for_xgboost():
     assert p[0] > 0.7 and p[1] < 0.3
 
 
-def test_numpy_lr_equals_spark_model_including_unseen_codes(spark, tr):
+def test_numpy_lr_equals_spark_model_including_unseen_codes(spark, tr, tmp_path):
+    from pyspark.ml.classification import LogisticRegressionModel
+
     from pipelines.train.linear import FEATURES, _fit
 
     rng = np.random.default_rng(0)
@@ -70,6 +72,12 @@ def test_numpy_lr_equals_spark_model_including_unseen_codes(spark, tr):
     pdf.loc[::7, "x"] = np.nan
     df = spark.createDataFrame(pdf).selectExpr("label", "if(isnan(x), null, x) as x", "c")
     linear, model, frame = _fit(df, "label", ("x",), ("c",), replace(tr, lr_reg_param=0.01))
+    # A fitted model keeps its training summary, which holds the SparkSession; once any
+    # earlier test has used DataFrame.observe (the gold gate does), Spark 4.1's session
+    # is not serializable (its ObservationManager), so transform() fails "Task not
+    # serializable". A saved and loaded model has no summary.
+    model.write().save(str(tmp_path / "lr"))
+    model = LogisticRegressionModel.load(str(tmp_path / "lr"))
     spark_p = np.array([r["probability"][1] for r in model.transform(frame).select("probability").collect()])
     codes = pdf[["c"]].to_numpy()
     ours = 1 / (1 + np.exp(-linear.logit(pdf[["x"]].to_numpy(), codes)))
