@@ -1,9 +1,13 @@
 """Distributed XGBoost with xgboost.spark.
 
 Traps handled here:
-- zeros read as missing: features go to XGBoost as a list of numeric columns
-  (dense, nulls arrive as NaN) with ``missing=nan``, never as a Spark ML vector
-  that VectorAssembler may compress to sparse (its zeros would become missing);
+- zeros read as missing: features go to XGBoost as one dense array column (a null
+  becomes NaN) with ``missing=nan``, never as a Spark ML vector that
+  VectorAssembler may compress to sparse (its zeros would become missing);
+- not as a list of feature columns either: with ``features_col=[...]``,
+  xgboost.spark 3.2 fails (KeyError 'values') on any Arrow batch that holds only
+  train or only validation rows, which is most batches once a partition's rows
+  arrive grouped by day (the gold training set is partitioned by event_date);
 - repartitioning: the caller hands a frame with exactly ``num_workers``
   partitions (``balanced``), so xgboost.spark does not shuffle again;
 - early stopping: validation rows ride along, flagged by a boolean column.
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import TrainConfig
@@ -20,6 +24,7 @@ from pipelines.train.features import FeatureSet
 from pipelines.train.scorers import XgbScorer
 
 VALID_FLAG = "_is_validation"
+FEATURES = "_features"
 
 
 def balanced(df: DataFrame, num_workers: int) -> DataFrame:
@@ -40,6 +45,11 @@ def xgb_params(tr: TrainConfig) -> dict:
             "eval_metric": "logloss", "random_state": tr.seed}
 
 
+def feature_array(fs: FeatureSet) -> Column:
+    """The features as one array<double> column in ``fs.columns`` order, a null as NaN (missing)."""
+    return F.array(*[F.coalesce(F.col(c).cast("double"), F.lit(math.nan)) for c in fs.columns]).alias(FEATURES)
+
+
 def train_xgb(data: DataFrame, tr: TrainConfig, fs: FeatureSet) -> tuple[XgbScorer, dict[str, list[float]]]:
     """Fit on ``data`` (train + validation, flagged, ``num_workers`` partitions); returns the scorer and curves.
 
@@ -48,10 +58,10 @@ def train_xgb(data: DataFrame, tr: TrainConfig, fs: FeatureSet) -> tuple[XgbScor
     from xgboost.spark import SparkXGBClassifier
 
     clf = SparkXGBClassifier(
-        features_col=list(fs.columns), label_col=tr.label_col, validation_indicator_col=VALID_FLAG,
-        num_workers=tr.num_workers, missing=math.nan, n_estimators=tr.num_rounds,
-        early_stopping_rounds=tr.early_stopping_rounds, verbose=False, **xgb_params(tr))
-    model = clf.fit(data)
+        features_col=FEATURES, feature_names=list(fs.columns), label_col=tr.label_col,
+        validation_indicator_col=VALID_FLAG, num_workers=tr.num_workers, missing=math.nan,
+        n_estimators=tr.num_rounds, early_stopping_rounds=tr.early_stopping_rounds, verbose=False, **xgb_params(tr))
+    model = clf.fit(data.select(feature_array(fs), tr.label_col, VALID_FLAG))
     booster = model.get_booster()
     # Keep only the rounds up to the best one: what early stopping chose.
     best = getattr(booster, "best_iteration", None)
