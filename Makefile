@@ -124,7 +124,7 @@ demo-cluster: $(STAMP) $(JARS_STAMP) $(ZIP)  ## after cluster-up: generate, nigh
 	$(PY) jobs/dates.py --start $(DEMO_START) --days $(CLUSTER_DAYS) | while read d; do \
 	    echo "== nightly $$d on $(CLUSTER_MASTER)"; \
 	    $(CLUSTER_SUBMIT) jobs/nightly.py --date $$d --landing $(abspath $(CLUSTER_LANDING)) \
-	        --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF) || exit $$?; \
+	        --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF) --no-train || exit $$?; \
 	done
 	$(CLUSTER_SUBMIT) jobs/training_set.py --warehouse $(abspath $(CLUSTER_WAREHOUSE)) $(CLUSTER_CONF)
 	MLFLOW_TRACKING_URI=$(CLUSTER_MLFLOW) $(CLUSTER_SUBMIT) jobs/train.py --landing $(abspath $(CLUSTER_LANDING)) \
