@@ -99,7 +99,8 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     started = time.monotonic()
     gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
     event_day = day - timedelta(days=clean.label_maturity_days)
-    versions = begin(spark, cfg, "silver", day, gated, partitions={"silver_labels": event_day}, report=True)
+    partitions = {"silver_labels": event_day}   # the partition of the labels this night closes
+    versions = begin(spark, cfg, "silver", day, gated, partitions=partitions, report=True)
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
     prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
@@ -131,8 +132,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     spark.catalog.clearCache()
     if errors:
         log.error("run report does not balance: %s", "; ".join(errors))
-    report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report,
-                                        partitions={"silver_labels": event_day})}
+    report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report, partitions=partitions)}
     log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
     for line in funnel_lines(report):
         log.info("  %s", line)
