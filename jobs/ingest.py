@@ -19,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from delta.tables import DeltaTable  # noqa: E402
@@ -36,14 +36,17 @@ from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS, StreamSpec  # noqa: E4
 log = logging.getLogger("ctr.ingest")
 
 
-def read_lines(spark: SparkSession, pattern: str, day: date) -> DataFrame | None:
-    """The raw lines under a glob, with source file and arrival hour; None if no file matches."""
+def landing_files(spark: SparkSession, pattern: str) -> list[str]:
+    """The delivered files under a glob."""
     # Hidden and in-flight files (".x.jsonl", "_x.jsonl") are not deliveries yet.
-    files = [f for f in storage.glob(spark, pattern) if not f.rsplit("/", 1)[1].startswith((".", "_"))]
-    if not files:
-        return None
-    raw = spark.read.text(files)
-    path = F.col("_metadata.file_path")
+    return [f for f in storage.glob(spark, pattern) if not f.rsplit("/", 1)[1].startswith((".", "_"))]
+
+
+CUT_SHORT = "compressed file cut short: every line of it is refused"
+CUT_SHORT_REST = "compressed file cut short: the rest of it could not be read"
+
+
+def _with_provenance(raw: DataFrame, day: date, path: Column) -> DataFrame:
     return raw.select(
         "value",
         path.alias("source_file"),
@@ -52,12 +55,67 @@ def read_lines(spark: SparkSession, pattern: str, day: date) -> DataFrame | None
     )
 
 
+def read_lines(spark: SparkSession, files: list[str], day: date, cut: frozenset[str] = frozenset()
+               ) -> DataFrame | None:
+    """The raw lines of ``files``, with source file and arrival hour; None if there are none.
+
+    ``cut`` names compressed files whose stream ends early: what decompresses
+    of them is read (Spark's ignoreCorruptFiles), and one more line per file
+    (empty, standing for the unreadable rest) is added, all with
+    ``file_error`` set, so the file is quarantined as a whole and shows even
+    when nothing of it could be read.
+    """
+    if not files:
+        return None
+    whole = [f for f in files if f not in cut]
+    parts = []
+    if whole:
+        parts.append(_with_provenance(spark.read.text(whole), day, F.col("_metadata.file_path"))
+                     .withColumn("file_error", F.lit(None).cast("string")))
+    if cut:
+        readable = spark.read.option("ignoreCorruptFiles", "true").text(sorted(cut))
+        # Spark names local files file:///x where a Hadoop listing says file:/x; use Spark's form.
+        rest = spark.createDataFrame([("", f.replace("file:/", "file:///", 1) if f.startswith("file:/") and
+                                       not f.startswith("file:///") else f) for f in sorted(cut)],
+                                     "value string, source_file string")
+        parts.append(_with_provenance(readable, day, F.col("_metadata.file_path"))
+                     .withColumn("file_error", F.lit(CUT_SHORT)))
+        parts.append(_with_provenance(rest, day, F.col("source_file"))
+                     .withColumn("file_error", F.lit(CUT_SHORT_REST)))
+    lines = parts[0]
+    for part in parts[1:]:
+        lines = lines.unionByName(part)
+    return lines
+
+
+def cut_short_files(spark: SparkSession, files: list[str]) -> frozenset[str]:
+    """The compressed files among ``files`` that cannot be read to their end (one small Spark job each).
+
+    Only called after a read failed, so a night without a broken file pays nothing for it.
+    """
+    cut = set()
+    for f in files:
+        if not f.endswith(".gz"):
+            continue
+        try:
+            spark.read.text(f).count()
+        except Exception as err:  # noqa: BLE001 - any read failure of this file, whatever Spark wraps it in
+            if not is_read_failure(err):
+                raise
+            cut.add(f)
+    return frozenset(cut)
+
+
+def is_read_failure(err: Exception) -> bool:
+    return "FAILED_READ_FILE" in str(err)
+
+
 def ingest_stream(spark: SparkSession, spec: StreamSpec, lines: DataFrame | None, table: str,
                   cfg: IngestConfig, day: date, ingested_at) -> tuple[DataFrame, dict[str, int]]:  # noqa: ANN001
     """Write one stream's bronze partition; return its quarantine rows and counts."""
     if lines is None:
         log.warning("%s: no files for dt=%s", spec.name, day)
-        lines = spark.createDataFrame([], "value string, source_file string, dt date, hour int")
+        lines = spark.createDataFrame([], "value string, source_file string, dt date, hour int, file_error string")
     classified = classify_lines(lines, spec, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     storage.write_partition(bronze_rows(classified, spec, ingested_at), table, day)
     quarantined = quarantine_rows(classified, spec, ingested_at)
@@ -111,9 +169,18 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
     for spec in EVENT_STREAMS + DIM_STREAMS:
         pattern = (landing.event_glob(spec.name, day) if spec in EVENT_STREAMS
                    else landing.dim_glob(spec.name, day))
-        lines = read_lines(spark, pattern, day)
-        q, counts[spec.name] = ingest_stream(spark, spec, lines, wh.bronze(spec.name), cfg.ingest, day,
-                                             ingested_at)
+        files = landing_files(spark, pattern)
+        try:
+            q, counts[spec.name] = ingest_stream(spark, spec, read_lines(spark, files, day), wh.bronze(spec.name),
+                                                 cfg.ingest, day, ingested_at)
+        except Exception as err:  # noqa: BLE001 - a gzip cut short fails the read; find it, refuse it, go on
+            cut = cut_short_files(spark, files) if is_read_failure(err) else frozenset()
+            if not cut:
+                raise
+            log.error("%s: %d compressed file(s) cut short, quarantined whole as truncated_file: %s",
+                      spec.name, len(cut), ", ".join(sorted(cut)))
+            q, counts[spec.name] = ingest_stream(spark, spec, read_lines(spark, files, day, cut),
+                                                 wh.bronze(spec.name), cfg.ingest, day, ingested_at)
         quarantined.append(q)
         total = sum(counts[spec.name].values())
         bad = total - counts[spec.name].get("ok", 0)

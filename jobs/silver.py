@@ -35,6 +35,8 @@ from pipelines.bots import behavioural_bot_user_days  # noqa: E402
 from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.dedup import flag_duplicates  # noqa: E402
+from pipelines.parsing import likely_renames  # noqa: E402
+from pipelines.schemas import ALL_STREAMS  # noqa: E402
 from pipelines.labels import LABEL_COLUMNS, close_day  # noqa: E402
 from pipelines.training_set import one_row_per_key_and_day  # noqa: E402
 from pipelines.report import balance_errors, contract_counts, funnel_lines  # noqa: E402
@@ -123,6 +125,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
 
     report = day_report(spark, wh, day, clean.label_maturity_days)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
+    report["unknown_fields"] = unknown_fields(today)
     sources = {"bronze + quarantine hold": stored_counts(spark, wh, day, report)}
     if lines_read:
         sources["ingest read"] = lines_read
@@ -221,6 +224,21 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int
     report["impressions_valid_after_close"] = (valid["late"] or 0) if valid else 0
     report["conversions"] = fate_counts(part("conversions"))
     return report
+
+
+def unknown_fields(bronze_today: dict[str, DataFrame]) -> dict[str, dict]:
+    """Per stream, the fields outside the contract in the day's bronze (records holding each) and those that
+    look like a renamed contract field, whose values would otherwise turn into silent nulls after bronze."""
+    out = {}
+    for stream, df in bronze_today.items():
+        fields = {r["field"]: r["n"] for r in df.select(F.explode(F.map_keys("extra")).alias("field"))
+                  .groupBy("field").agg(F.count(F.lit(1)).alias("n")).collect()}
+        renames = likely_renames(fields, ALL_STREAMS[stream])
+        for unknown, known in renames.items():
+            log.warning("%s: %d records carry %r, which looks like %r renamed: its values stay in bronze's extra "
+                        "and are not read as %s", stream, fields[unknown], unknown, known, known)
+        out[stream] = {"fields": dict(sorted(fields.items())), "likely_renames": renames}
+    return out
 
 
 def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> None:

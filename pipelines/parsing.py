@@ -4,8 +4,10 @@ One JSON parse per line (into map<string,string>, which keeps every key, known
 or not); types are then checked on the raw text with built-ins. A line gets the
 first reason that applies, in this order:
 
-    empty_line, line_too_long, invalid_utf8, invalid_json (including a JSON
-    value that is not an object, and duplicate keys), missing_field (absent,
+    truncated_file (a line of a compressed file cut short, or its unreadable
+    rest), empty_line, line_too_long, invalid_utf8, invalid_json (including a
+    JSON value that is not an object, duplicate keys, and anything after the
+    object, such as a second record), missing_field (absent,
     null or empty required field), wrong_type, bad_timestamp (not RFC 3339),
     invalid_value (outside the contract's domain), timestamp_out_of_range
     (event_ts implausibly far from the arrival day).
@@ -15,6 +17,9 @@ BOM is stripped; numbers and booleans given as JSON strings ("3", "true") are
 accepted; ids given as JSON numbers are read as their text.
 """
 from __future__ import annotations
+
+import re
+from typing import Iterable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -32,6 +37,21 @@ REPLACEMENT_CHAR = "\ufffd"  # what an upstream lossy decoder leaves where bytes
 def parsed_map(value: Column) -> Column:
     """The line as map<string,string>, or null when it is not one JSON object."""
     return F.from_json(F.regexp_replace(value, "^\ufeff", ""), "map<string,string>")
+
+
+# Spark's JSON reader stops after the first value and ignores what follows, so
+# '{"id":"a"}{"id":"b"}' (two records without a newline) would parse as one.
+# Wrapping the line as '{"v":<line>,"<sentinel>":1}' makes trailing content a
+# syntax error; a line that itself holds the sentinel could forge the ending.
+LINE_END_SENTINEL = "__ctr_line_end__"
+
+
+def has_trailing_content(value: Column) -> Column:
+    """True when the line holds more than one JSON value (only meaningful for a line that parsed)."""
+    wrapped = F.from_json(F.concat(F.lit('{"v":'), F.regexp_replace(value, "^\ufeff", ""),
+                                   F.lit(f',"{LINE_END_SENTINEL}":1}}')), f"struct<{LINE_END_SENTINEL}: int>")
+    return F.coalesce(wrapped[LINE_END_SENTINEL].isNull(), F.lit(True)) | (
+        F.instr(value, LINE_END_SENTINEL) > 0)
 
 
 def has_duplicate_keys(m: Column) -> Column:
@@ -108,16 +128,19 @@ def _domain_violation(f: Field, value: Column) -> Column:
 def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> DataFrame:
     """Parse and judge landing lines.
 
-    In: value (the raw line), source_file, dt (arrival date), hour (arrival hour).
+    In: value (the raw line), source_file, dt (arrival date), hour (arrival hour),
+    optionally file_error (why the line's file is refused as a whole).
     Out: dt, hour, source_file, raw_line, record_id, reason, detail, extra
     (unknown fields), and one typed column per field of ``spec``. ``reason`` is
     null for a well-formed record.
     """
     known = F.array(*[F.lit(n) for n in spec.names])
-    # Parse once; __parsed is null for a line that is not a JSON object, __m also
-    # for an object with a repeated key.
+    # Parse once into a map; __parsed is null for a line that is not a JSON object,
+    # __m also for an object with a repeated key. __trailing costs a second,
+    # typeless parse of the lines that parsed.
     df = lines.withColumn("__parsed", parsed_map(F.col("value"))).withColumn(
-        "__m", F.when(~has_duplicate_keys(F.col("__parsed")), F.col("__parsed")))
+        "__m", F.when(~has_duplicate_keys(F.col("__parsed")), F.col("__parsed"))).withColumn(
+        "__trailing", F.col("__m").isNotNull() & has_trailing_content(F.col("value")))
     raw = {f.name: raw_value(F.col("__m"), f.name) for f in spec.fields}
     df = df.select("*", *[typed(raw[f.name], f.kind).alias(f"__typed_{f.name}") for f in spec.fields])
 
@@ -127,22 +150,28 @@ def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> Dat
     invalid = [(f.name, _domain_violation(f, F.col(f"__typed_{f.name}"))) for f in spec.fields]
     value = F.col("value")
     is_json_null = F.col("__parsed").isNull()
+    # Lines read from a compressed file cut short carry file_error (jobs/ingest.py): the whole file is refused.
+    file_error = F.col("file_error") if "file_error" in lines.columns else F.lit(None).cast("string")
     reason = (
-        F.when(F.trim(F.regexp_replace(value, "^\ufeff", "")) == "", "empty_line")
+        F.when(file_error.isNotNull(), "truncated_file")
+        .when(F.trim(F.regexp_replace(value, "^\ufeff", "")) == "", "empty_line")
         .when(F.octet_length(value) > cfg.max_line_bytes, "line_too_long")
         .when(~F.is_valid_utf8(value) | (F.instr(value, REPLACEMENT_CHAR) > 0), "invalid_utf8")
         .when(is_json_null, "invalid_json")
         .when(F.col("__m").isNull(), "invalid_json")
+        .when(F.col("__trailing"), "invalid_json")
         .when(_any(missing), "missing_field")
         .when(_any(wrong), "wrong_type")
         .when(_any(bad_time), "bad_timestamp")
         .when(_any(invalid), "invalid_value")
     )
     detail = (
-        F.when(F.octet_length(value) > cfg.max_line_bytes,
+        F.when(file_error.isNotNull(), file_error)
+        .when(F.octet_length(value) > cfg.max_line_bytes,
                F.format_string("line of %d bytes", F.octet_length(value)))
         .when(is_json_null, F.lit("not a JSON object"))
         .when(F.col("__m").isNull(), F.lit("duplicate key"))
+        .when(F.col("__trailing"), F.lit("more after the JSON object"))
         .when(_any(missing), _first_field(missing))
         .when(_any(wrong), _first_field(wrong))
         .when(_any(bad_time), _first_field(bad_time))
@@ -195,3 +224,18 @@ def quarantine_rows(classified: DataFrame, spec: StreamSpec, ingested_at: Column
         "hour",
         "dt",
     )
+
+
+def likely_renames(unknown: Iterable[str], spec: StreamSpec) -> dict[str, str]:
+    """Unknown field -> the contract field it differs from only in case or separators (``inViewMs``,
+    ``In-View-Ms`` for ``in_view_ms``): most likely a producer renamed it.
+
+    Unknown fields are kept in bronze's ``extra`` and ignored after it (CONTRACT 1),
+    so a renamed optional field reads as absent (null) downstream; this is how the
+    run report names that instead of letting it pass silently.
+    """
+    def norm(name: str) -> str:
+        return re.sub(r"[^0-9a-z]", "", name.lower())
+
+    known = {norm(n): n for n in spec.names}
+    return {u: known[norm(u)] for u in sorted(unknown) if u not in spec.names and norm(u) in known}

@@ -49,3 +49,23 @@ def test_ingest_reads_every_line_of_every_log_file_once(spark, tiny_cfg, tmp_pat
     assert run_ingest(spark, cfg, D)[0] == counts  # a re-run replaces, never appends
     assert storage.read_delta(spark, wh.bronze("impressions")).count() == 3
     assert sorted(map(str, storage.read_delta(spark, wh.quarantine).drop("_ingested_at").collect())) == before
+
+
+def test_gzip_cut_short_is_quarantined_whole_and_the_night_goes_on(spark, tiny_cfg, tmp_path):
+    root = tmp_path / "landing"
+    write_landing(root)
+    whole = gzip.compress("".join(GOOD % f"cut{i}" + "\n" for i in range(400)).encode())
+    cut = root / "impressions" / f"dt={D}" / "hour=09" / "cut.jsonl.gz"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(whole[: len(whole) // 2])
+    cfg = dataclasses.replace(tiny_cfg, paths=dataclasses.replace(
+        tiny_cfg.paths, landing=str(root), warehouse=str(tmp_path / "wh")))
+    counts, _ = run_ingest(spark, cfg, D)
+    assert counts["impressions"]["ok"] == 3 and counts["impressions"]["invalid_utf8"] == 1
+    assert counts["impressions"]["truncated_file"] >= 2  # some readable lines, and one row for the lost rest
+    q = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).quarantine).where(F.col("reason") == "truncated_file")
+    assert q.where(~F.col("source_file").endswith("/hour=09/cut.jsonl.gz") | (F.col("hour") != 9)).count() == 0
+    assert q.where(F.col("raw_line") == "").select("detail").collect()[0][0].endswith("could not be read")
+    assert q.where(F.col("raw_line") != "").count() == counts["impressions"]["truncated_file"] - 1
+    bronze = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).bronze("impressions"))
+    assert bronze.where(F.col("impression_id").startswith("cut")).count() == 0

@@ -6,7 +6,7 @@ from datetime import date, datetime
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows
+from pipelines.parsing import bronze_rows, classify_lines, likely_renames, quarantine_rows
 from pipelines.schemas import CLICKS, IMPRESSIONS, ADS
 from pyspark.sql import functions as F
 
@@ -32,6 +32,11 @@ def reasons(spark, cfg, lines, spec=IMPRESSIONS):
     ('"text"', "invalid_json", "not a JSON object"),
     (GOOD.replace('{"impression_id":"i1",', '{"impression_id":"i1","impression_id":"i2",'), "invalid_json",
      "duplicate key"),
+    # Spark's JSON reader ignores what follows the first value: two records on one line must not become one.
+    (GOOD + GOOD.replace('"i1"', '"i2"'), "invalid_json", "more after the JSON object"),
+    (GOOD + "," + GOOD.replace('"i1"', '"i2"'), "invalid_json", "more after the JSON object"),
+    (GOOD + " x", "invalid_json", "more after the JSON object"),
+    (GOOD + '},"__ctr_line_end__":1}', "invalid_json", "more after the JSON object"),
     (GOOD.replace('"user_id":"u1",', ""), "missing_field", "user_id"),
     (GOOD.replace('"impression_id":"i1"', '"impression_id":""'), "missing_field", "impression_id"),
     (GOOD.replace('"impression_id":"i1"', '"impression_id":null'), "missing_field", "impression_id"),
@@ -102,3 +107,20 @@ def test_click_dwell_and_dimension_domains(spark, tiny_cfg):
         None, "invalid_value", "wrong_type"]
     ad = '{"ad_id":"a1","creative_type":"%s"}'
     assert [r for r, _ in reasons(spark, tiny_cfg, [ad % "video", ad % "hologram"], ADS)] == [None, "invalid_value"]
+
+
+def test_likely_renames_match_contract_fields_up_to_case_and_separators():
+    assert likely_renames(["inViewMs", "In-View-Ms", "sdk_version", "in_view_ms", "userid", "view_ms"],
+                          IMPRESSIONS) == {"In-View-Ms": "in_view_ms", "inViewMs": "in_view_ms", "userid": "user_id"}
+    assert likely_renames(["dwellMs", "position"], CLICKS) == {"dwellMs": "dwell_ms"}
+
+
+def test_report_names_unknown_fields_and_likely_renames(spark):
+    from jobs.silver import unknown_fields
+
+    imp = spark.createDataFrame([({"inViewMs": "1500", "sdk": "5"},), ({"sdk": "5"},), (None,)],
+                                "extra map<string,string>")
+    clk = spark.createDataFrame([(None,)], "extra map<string,string>")
+    assert unknown_fields({"impressions": imp, "clicks": clk}) == {
+        "impressions": {"fields": {"inViewMs": 1, "sdk": 2}, "likely_renames": {"inViewMs": "in_view_ms"}},
+        "clicks": {"fields": {}, "likely_renames": {}}}
