@@ -26,7 +26,19 @@ EXIT_GATE = 3        # a data-quality gate failed; nothing was published
 log = logging.getLogger("ctr")
 
 _SCHEMES = ("file", "s3", "s3a", "gs", "abfs", "abfss", "wasb", "wasbs", "hdfs", "dbfs", "oss", "viewfs")
+_NEEDS_BUCKET = ("s3", "s3a", "gs", "abfs", "abfss", "wasb", "wasbs", "oss")
 _URI = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
+# Shell and Hadoop glob metacharacters: the landing root becomes part of a glob pattern,
+# and paths reach make and shell scripts unquoted.
+_PATH_FORBIDDEN = "\"'`;|&$<>*?[]{}()!#%\\"
+_MAX_PATH = 2048
+_MASTER = re.compile(r"local(\[(\*|[1-9]\d{0,3})(,[1-9]\d{0,3})?\])?|spark://[\w.-]+(:\d{1,5})?(,[\w.-]+(:\d{1,5})?)*"
+                     r"|yarn|k8s://(https?://)?[\w.-]+(:\d{1,5})?/?")
+_CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.\-/]+")
+# Set by jobs/spark.py and relied on: event days are UTC days.
+_PINNED_CONF = ("spark.sql.session.timeZone",)
+# Path-valued options some jobs add (train.py, score.py): validated here, with the others.
+_JOB_PATH_OPTIONS = ("table", "truth", "out")
 
 
 class UsageError(ValueError):
@@ -34,7 +46,7 @@ class UsageError(ValueError):
 
 
 def parse_date(text: str) -> date:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or ""):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text or ""):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD")
     try:
         value = date.fromisoformat(text)
@@ -49,28 +61,97 @@ def check_storage_uri(text: str, what: str) -> str:
     """Accept a local path or an object-store / HDFS URI; refuse anything odd."""
     if not text or not text.strip():
         raise UsageError(f"{what} is empty")
-    if any(ord(ch) < 32 for ch in text) or any(ch in text for ch in "\"'`;|&$<>*?"):
+    if len(text) > _MAX_PATH:
+        raise UsageError(f"{what} is {len(text)} characters long (at most {_MAX_PATH})")
+    if not text.isprintable() or any(ch in text for ch in _PATH_FORBIDDEN):
         raise UsageError(f"{what} {text!r} contains characters not allowed in a storage path")
     match = _URI.match(text)
     path_part = text
     if match:
-        if match.group("scheme").lower() not in _SCHEMES:
+        scheme = match.group("scheme").lower()
+        if scheme not in _SCHEMES:
             raise UsageError(f"{what} {text!r}: unsupported scheme {match.group('scheme')!r} "
                              f"(use a local path or one of {', '.join(_SCHEMES)})")
         path_part = match.group("rest")
+        if scheme in _NEEDS_BUCKET and not path_part.split("/")[0]:
+            raise UsageError(f"{what} {text!r} names no bucket or container")
+        if scheme == "file" and not path_part.startswith("/"):
+            raise UsageError(f"{what} {text!r}: a file:// URI needs an absolute path (file:///...)")
+    elif ":" in text:  # Hadoop reads "x:..." as a URI scheme, so a colon in a local path is a typo
+        raise UsageError(f"{what} {text!r}: a local path must not contain ':' (URIs look like s3a://bucket/path)")
+    elif text.startswith("~"):
+        raise UsageError(f"{what} {text!r}: '~' is not expanded here; give the full path")
     if ".." in Path(path_part).parts or "/../" in f"/{path_part}/":
         raise UsageError(f"{what} {text!r} must not contain '..'")
     return text.rstrip("/") or "/"
 
 
-def parse_spark_conf(items: Sequence[str]) -> dict[str, str]:
+def _local(uri: str) -> Path | None:
+    """The resolved local path of a plain path or file:// URI; None for any other URI."""
+    match = _URI.match(uri)
+    if match and match.group("scheme").lower() != "file":
+        return None
+    return Path(match.group("rest") if match else uri).resolve()
+
+
+def is_inside(uri: str, root: str) -> bool:
+    """Whether ``uri`` is ``root`` or under it: local paths after resolving symlinks, URIs by scheme,
+    bucket and path prefix (check_storage_uri has refused '..')."""
+    local, local_root = _local(uri), _local(root)
+    if local is not None or local_root is not None:
+        return local is not None and local_root is not None and local.is_relative_to(local_root)
+    scheme, rest = _URI.match(uri).groups()
+    root_scheme, root_rest = _URI.match(root).groups()
+    return scheme.lower() == root_scheme.lower() and f"{rest.rstrip('/')}/".startswith(f"{root_rest.rstrip('/')}/")
+
+
+def check_paths(cfg: AppConfig, args: argparse.Namespace) -> None:
+    """Every path a job reads or writes: well formed, landing and warehouse apart, and inside
+    paths.data_root when that is set."""
+    named = {"landing": "--landing" if args.landing is not None else "paths.landing",
+             "warehouse": "--warehouse" if args.warehouse is not None else "paths.warehouse"}
+    landing = check_storage_uri(cfg.paths.landing, named["landing"])
+    warehouse = check_storage_uri(cfg.paths.warehouse, named["warehouse"])
+    if is_inside(landing, warehouse) or is_inside(warehouse, landing):
+        raise UsageError(f"{named['landing']} {landing!r} and {named['warehouse']} {warehouse!r} must not be "
+                         "the same folder or one inside the other")
+    # Relative table paths are under the warehouse or landing, so '..' is all that could lead them out;
+    # quality.results_dir and the jobs' path options are taken as given (relative to the working folder).
+    checked = {named["landing"]: landing, named["warehouse"]: warehouse}
+    under_roots = {"train.table": cfg.train.table, "train.truth": cfg.train.truth,
+                   "train.scores_table": cfg.train.scores_table}
+    as_given = {"quality.results_dir": cfg.quality.results_dir,
+                **{f"--{o}": getattr(args, o, None) for o in _JOB_PATH_OPTIONS}}
+    for what, value in {**under_roots, **as_given}.items():
+        if value is not None:
+            value = check_storage_uri(value, what)
+            if what in as_given or _URI.match(value) or value.startswith("/"):
+                checked[what] = value
+    if cfg.paths.data_root is None:
+        return
+    root = check_storage_uri(cfg.paths.data_root, "paths.data_root")
+    for what, value in checked.items():
+        if not is_inside(value, root):
+            raise UsageError(f"{what} {value!r} is outside paths.data_root {root!r}")
+
+
+def parse_spark_conf(items: Sequence[str], what: str = "--conf") -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip().startswith("spark."):
-            raise UsageError(f"--conf {item!r} must look like spark.some.key=value")
-        out[key.strip()] = value
+        if not sep or not _CONF_KEY.fullmatch(key):
+            raise UsageError(f"{what} {item!r} must look like spark.some.key=value")
+        if not value.isprintable():
+            raise UsageError(f"{what} {item!r}: the value contains control characters")
+        if key in _PINNED_CONF:
+            raise UsageError(f"{what} {item!r}: {key} is fixed by jobs/spark.py (event days are UTC days)")
+        out[key] = value
     return out
+
+
+def check_master(master: str, what: str) -> None:
+    if not _MASTER.fullmatch(master):
+        raise UsageError(f"{what} {master!r} is not a Spark master URL (local[N], spark://host:port, yarn, k8s://...)")
 
 
 def base_parser(description: str, *, needs_date: bool = True) -> argparse.ArgumentParser:
@@ -97,20 +178,23 @@ def base_parser(description: str, *, needs_date: bool = True) -> argparse.Argume
 def resolve(args: argparse.Namespace) -> AppConfig:
     """Turn parsed arguments into a validated config; raise UsageError/ConfigError."""
     overrides: dict[str, Any] = {"paths": {}}
-    if args.landing:
+    # "is not None": an empty --warehouse "$UNSET_VARIABLE" must not mean the default warehouse
+    if args.landing is not None:
         overrides["paths"]["landing"] = check_storage_uri(args.landing, "--landing")
-    if args.warehouse:
+    if args.warehouse is not None:
         overrides["paths"]["warehouse"] = check_storage_uri(args.warehouse, "--warehouse")
     spark_conf = parse_spark_conf(args.conf)
     if spark_conf:
         overrides["spark"] = {"conf": spark_conf}
-    if args.master:
-        if not re.fullmatch(r"(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.:,-]+|yarn|k8s://\S+|mesos://\S+)",
-                            args.master):
-            raise UsageError(f"--master {args.master!r} is not a Spark master URL")
+    if args.master is not None:
+        check_master(args.master, "--master")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", args.env or ""):
+        raise UsageError(f"--env {args.env!r} must name an overlay in conf/, such as local or cluster")
     cfg = load_config(args.env, args.config, overrides)
-    check_storage_uri(cfg.paths.landing, "paths.landing")
-    check_storage_uri(cfg.paths.warehouse, "paths.warehouse")
+    check_master(cfg.spark.master, "spark.master")
+    for key, value in cfg.spark.conf.items():
+        parse_spark_conf([f"{key}={value}"], "spark.conf")
+    check_paths(cfg, args)
     return cfg
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import os
 import re
+import reprlib
 import types
 import typing
 from datetime import date
@@ -42,17 +43,36 @@ class ConfigError(ValueError):
     """A configuration value a user must fix; raised before Spark starts."""
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
+        if not path.is_file():  # a directory, a FIFO or /dev/zero would fail, block or never end
+            raise ConfigError(f"config file {path} is not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes")
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     try:
         # safe_load refuses Python object tags (!!python/object ...), which is
         # what keeps a config file from running code.
         data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        tag = re.search(r"tag:yaml.org,2002:(python/[^'\s]*)", str(err))
+        if tag:
+            raise ConfigError(f"{path} is refused: the tag !!{tag.group(1)} would build a Python object; "
+                              "config files hold plain values only") from None
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    except ValueError as err:  # a timestamp-shaped value that is no date, such as 2025-02-30
+        raise ConfigError(f"{path} holds an impossible value: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -70,6 +90,16 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 2
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr: YAML aliases can make a small file hold a value of billions of items."""
+    return _REPR.repr(value)
+
+
 def _check_value(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -77,37 +107,42 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
         return None if value is None else _check_value(value, options[0], where)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {_shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+            raise ConfigError(f"{where} must be a whole number, got {_shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {_shown(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+            raise ConfigError(f"{where} must be a non-empty string, got {_shown(value)}")
         return value
     if hint is date:
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(str(value))
+            if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+                raise ValueError
+            return date.fromisoformat(value)
         except ValueError:
-            raise ConfigError(f"{where} must be a date YYYY-MM-DD, got {value!r}") from None
+            raise ConfigError(f"{where} must be a date YYYY-MM-DD, got {_shown(value)}") from None
     if origin is tuple:
         if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {_shown(value)}")
         item = typing.get_args(hint)[0]
         return tuple(_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where} must be a mapping, got {_shown(value)}")
         item = typing.get_args(hint)[1]
         if item is str:  # free-form settings such as spark.conf: passed on as text
+            for k, v in value.items():
+                if not isinstance(v, (str, int, float)):  # bool is an int
+                    raise ConfigError(f"{where}.{k} must be a single value, got {type(v).__name__}")
             return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
         return {str(k): _check_value(v, item, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
@@ -117,12 +152,12 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
 
 def build_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {data!r}")
+        raise ConfigError(f"{where} must be a mapping, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted(set(data) - set(names), key=str)
     if unknown:
-        key = unknown[0]
+        key = str(unknown[0])
         close = difflib.get_close_matches(key, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown setting {where}.{key}{hint}")
@@ -146,9 +181,14 @@ def read_bot_patterns(path_text: str) -> tuple[str, ...]:
     if not path.is_absolute():
         path = REPO_ROOT / path
     try:
+        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"clean.bot_patterns_file {path} must be a regular file of at most "
+                              f"{MAX_CONFIG_BYTES:,} bytes")
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise ConfigError(f"clean.bot_patterns_file: cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"clean.bot_patterns_file {path} is not UTF-8 text") from None
     patterns = tuple(
         dict.fromkeys(line.strip().lower() for line in lines if line.strip() and not line.strip().startswith("#"))
     )
@@ -159,6 +199,8 @@ def read_bot_patterns(path_text: str) -> tuple[str, ...]:
 def _validate(cfg: AppConfig) -> None:
     ing, cl, gen = cfg.ingest, cfg.clean, cfg.generator
     _require(cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1")
+    _require(bool(re.fullmatch(r"[1-9][0-9]*[kmgt]?", cfg.spark.driver_memory.lower())),
+             f"spark.driver_memory must be a size such as 6g or 512m, got {cfg.spark.driver_memory!r}")
     _require(ing.max_event_lag_days >= 1, "ingest.max_event_lag_days must be at least 1")
     _require(ing.max_clock_skew_minutes >= 0, "ingest.max_clock_skew_minutes must be >= 0")
     _require(ing.max_line_bytes >= 1024, "ingest.max_line_bytes must be at least 1024")
@@ -182,6 +224,13 @@ def _validate(cfg: AppConfig) -> None:
              "clean.conversion_attribution must be 'click' or 'viewable_impression', "
              f"got {cl.conversion_attribution!r}")
     _require(1 <= gen.days <= 366, "generator.days must be between 1 and 366")
+    _require(date(2000, 1, 1) <= gen.start_date <= date(2099, 12, 31),
+             f"generator.start_date must be in the years 2000-2099, got {gen.start_date}")
+    _require(min(gen.n_ads, gen.n_campaigns, gen.n_advertisers, gen.n_publishers) >= 1,
+             "generator.n_ads, n_campaigns, n_advertisers and n_publishers must each be at least 1")
+    for where, seed in (("generator.seed", gen.seed), ("training_set.seed", cfg.training_set.seed),
+                        ("train.seed", cfg.train.seed)):
+        _require(0 <= seed < 2**31, f"{where} must be between 0 and 2147483647, got {seed}")
     _require(gen.impressions_per_day >= 1000, "generator.impressions_per_day must be at least 1000")
     _require(0 < gen.base_ctr < 0.5, "generator.base_ctr must be between 0 and 0.5")
     _require(10 <= gen.max_user_impressions_per_day * 4 <= cl.max_impressions_per_user_day,
@@ -237,6 +286,7 @@ def _validate_gold(cfg: AppConfig) -> None:
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
     _require(ts.min_category_count >= 1, "training_set.min_category_count must be at least 1")
 MODEL_FAMILIES = ("xgboost", "lightgbm", "gbdt_lr", "lr")
+COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _validate_train(tr: TrainConfig) -> None:
@@ -262,6 +312,13 @@ def _validate_train(tr: TrainConfig) -> None:
              "train.lgbm_max_valid_rows and train.eval_max_rows must be at least 100")
     _require(0.0 < tr.calibration_tolerance < 1.0, "train.calibration_tolerance must be in (0, 1)")
     names = [tr.label_col, tr.split_col, tr.group_col, tr.date_col, tr.id_col, tr.neg_keep_rate_col]
+    # Column names reach Spark SQL text (score.py's replaceWhere on date_col): identifiers only.
+    for name in (*names, *tr.numeric_features, *tr.categorical_features):
+        _require(bool(COLUMN_NAME.fullmatch(name)), f"train: column name {name!r} must be a plain identifier "
+                                                    "(letters, digits and _)")
+    for name in (tr.numeric_prefix, tr.categorical_prefix, tr.cross_marker):
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_]+", name)),
+                 f"train: prefix or marker {name!r} must hold only letters, digits and _")
     _require(len(set(names)) == len(names), "train: label, split, group, date, id and neg_keep_rate columns must differ")
     overlap = set(tr.numeric_features) & set(tr.categorical_features)
     _require(not overlap, f"train: {sorted(overlap)[:1]} is listed as both numeric and categorical")
@@ -321,7 +378,7 @@ def load_config(
     raw = {**raw, "clean": clean_raw}
 
     sections = {f.name: f for f in dataclasses.fields(AppConfig)}
-    unknown = sorted(set(raw) - set(sections))
+    unknown = sorted(set(raw) - set(sections), key=str)
     if unknown:
         raise ConfigError(f"unknown config section {unknown[0]!r} (known: {', '.join(sections)})")
     built = {}

@@ -10,6 +10,7 @@ Spark job starts.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ def dates(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--end", default="")
     p.add_argument("--days", default="")
     a = p.parse_args(argv)
-    if a.date and (a.start or a.end):
+    if a.date and (a.start or a.end or a.days):
         raise ValueError("give DATE, or START and END, not both")
     if a.date:
         return [parse_date(a.date).isoformat()]
@@ -37,7 +38,7 @@ def dates(argv: list[str] | None = None) -> list[str]:
         raise ValueError("give DATE=YYYY-MM-DD, or START=YYYY-MM-DD and END=YYYY-MM-DD")
     start = parse_date(a.start)
     if a.days:
-        if not a.days.isdigit() or not 1 <= int(a.days) <= MAX_DAYS:
+        if not re.fullmatch(r"[0-9]{1,5}", a.days) or not 1 <= int(a.days) <= MAX_DAYS:
             raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS}")
         end = start + timedelta(days=int(a.days) - 1)
     elif a.end:
@@ -51,9 +52,9 @@ def dates(argv: list[str] | None = None) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
-        print("\n".join(dates()))
+        print("\n".join(dates(argv)))
     except (ValueError, argparse.ArgumentTypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

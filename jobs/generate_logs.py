@@ -143,10 +143,9 @@ def run_generate(spark: SparkSession, cfg: AppConfig, overwrite: bool) -> dict:
 
 def _bounded(lo: int, hi: int):  # noqa: ANN202
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not re.fullmatch(r"[0-9]{1,12}", text):  # int() would also take '３', ' 3' and '1_000'
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(text)
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"{value} is not between {lo} and {hi}")
         return value

@@ -25,6 +25,8 @@ class SparkConfig:
 class PathsConfig:
     landing: str
     warehouse: str
+    # when set, landing, warehouse and every absolute table path must lie inside it (jobs/cli.py)
+    data_root: str | None = None
 
 
 @dataclass(frozen=True)
