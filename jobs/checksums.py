@@ -16,6 +16,8 @@ gold tables' HLL sketches and smoothed rates, is identical.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -72,3 +74,35 @@ def differences(a: Mapping[str, Mapping[str, int]], b: Mapping[str, Mapping[str,
                    + (f", columns differ: {', '.join(cols)}" if cols else ", same columns, rows differ"))
     return out
 
+
+
+def baselines(root: str) -> dict[str, dict]:
+    """The quality gates' volume baselines (later nights read them), by path (local warehouses only)."""
+    base = Path(root) / "_quality" / "metrics"
+    return {str(p.relative_to(base)): json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))}
+
+
+def reports(root: str) -> dict[str, dict]:
+    """Run reports without what differs on every run: timings, and gate summaries (timings, Delta versions)."""
+    out = {}
+    for path in sorted(Path(root, "reports").glob("dt=*/run_report.json")):
+        r = json.loads(path.read_text())
+        r.pop("stage_seconds"), r.pop("quality")
+        r["gold"].pop("seconds"), r["gold"].pop("quality", None)
+        out[path.parent.name] = r
+    return out
+
+
+def warehouse_state(spark: SparkSession, root: str) -> dict:
+    """Everything two runs over the same input must agree on: table checksums, baselines, run reports."""
+    return {"tables": warehouse_checksums(spark, root), "baselines": baselines(root), "reports": reports(root)}
+
+
+def state_differences(got: dict, want: dict) -> list[str]:
+    """What differs between two ``warehouse_state``s, in words (empty when they are the same)."""
+    out = differences(got["tables"], want["tables"])
+    out += [f"baseline {k} differs" for k in sorted(set(got["baselines"]) | set(want["baselines"]))
+            if got["baselines"].get(k) != want["baselines"].get(k)]
+    out += [f"run report {k} differs" for k in sorted(set(got["reports"]) | set(want["reports"]))
+            if got["reports"].get(k) != want["reports"].get(k)]
+    return out

@@ -31,6 +31,7 @@ from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
 from jobs.gold import run_gold  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
 from jobs.layout import Warehouse  # noqa: E402
+from jobs.restore import record_point  # noqa: E402
 from jobs.silver import run_silver  # noqa: E402
 from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
@@ -77,6 +78,7 @@ def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:  # noqa
     t0 = time.monotonic()
     log.info("[1/4] ingest dt=%s", day)
     stage_jobs(spark, "ingest", day)
+    record_point(spark, wh, day)  # what `make restore DATE=...` puts back (jobs/restore.py)
     lines, ingest_gate = run_ingest(spark, cfg, day)
     times["ingest"] = time.monotonic() - t0
     t1 = time.monotonic()

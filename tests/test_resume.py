@@ -12,12 +12,9 @@ reports, and no id twice in silver.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -25,8 +22,8 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs import checksums, silver, storage
-from jobs.config import REPO_ROOT, load_config
+from jobs import checksums, faults, silver, storage
+from jobs.config import load_config
 from jobs.generate_logs import run_generate
 from jobs.ingest import enforce_retention
 from jobs.layout import Warehouse
@@ -52,53 +49,17 @@ def with_warehouse(cfg, root):
 
 def nightly(cfg, day: date, small_yaml: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
     """The nightly job for ``day`` as its own process (optionally killing itself at ``kill_at``)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable}
-    env.pop("CTR_TEST_KILL_AT", None)
-    if kill_at:
-        env["CTR_TEST_KILL_AT"] = kill_at
-    # A session of its own, so the JVM it started can be killed with it, as a scheduler kills a job.
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.nightly", "--date", day.isoformat(),
-                             "--landing", cfg.paths.landing, "--warehouse", cfg.paths.warehouse,
-                             "--config", TINY, "--config", str(small_yaml), "--log-level", "WARNING"],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=1800)  # a hang fails the test instead of stalling the suite
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def baselines(root) -> dict[str, dict]:
-    """The gates' volume baselines (later nights read them), by path."""
-    base = Path(root) / "_quality" / "metrics"
-    return {str(p.relative_to(base)): json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))}
-
-
-def reports(root) -> dict[str, dict]:
-    """Run reports without what differs on every run: timings, and gate summaries (timings, Delta versions)."""
-    out = {}
-    for path in sorted(Path(root, "reports").glob("dt=*/run_report.json")):
-        r = json.loads(path.read_text())
-        r.pop("stage_seconds"), r.pop("quality")
-        r["gold"].pop("seconds"), r["gold"].pop("quality", None)
-        out[path.parent.name] = r
-    return out
+    # A hang fails the test instead of stalling the suite.
+    return faults.nightly_process(day, cfg.paths.landing, cfg.paths.warehouse, [TINY, str(small_yaml)], kill_at)
 
 
 def state(spark, root) -> dict:
-    return {"tables": checksums.warehouse_checksums(spark, str(root)), "baselines": baselines(root),
-            "reports": reports(root)}
+    return checksums.warehouse_state(spark, str(root))
 
 
 def assert_same_state(got: dict, want: dict) -> None:
-    differences = checksums.differences(got["tables"], want["tables"])
+    differences = checksums.state_differences(got, want)
     assert not differences, differences
-    assert got["baselines"] == want["baselines"]
-    assert got["reports"] == want["reports"]
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +131,8 @@ def test_rerunning_a_date_changes_only_the_run_specific_columns(spark, clean):
     assert {c for _, c in changed} == {*checksums.RUN_SPECIFIC, checksums.WHOLE_ROW}
     assert {t for t, _ in changed} >= {"bronze/impressions", "bronze/clicks", "bronze/quarantine"}
     assert all(set(checksums.RUN_SPECIFIC) & set(before[t]) for t, _ in changed)
-    assert baselines(cfg.paths.warehouse) == want["baselines"]
-    assert reports(cfg.paths.warehouse) == want["reports"]
+    assert checksums.baselines(cfg.paths.warehouse) == want["baselines"]
+    assert checksums.reports(cfg.paths.warehouse) == want["reports"]
 
 
 def test_retention_vacuums_what_a_run_killed_after_its_delete_left(spark, tmp_path):

@@ -1,0 +1,143 @@
+"""Undo a published night: every table back to its Delta version from before that night first ran.
+
+    spark-submit jobs/restore.py --date 2025-03-03 [--warehouse URI] [--dry-run] [--including-later-nights]
+    make restore DATE=2025-03-03
+
+Before its first write, each nightly run records a restore point,
+``<warehouse>/_quality/restore_points/dt=<date>.json``: the Delta version of
+every table in the warehouse and the list of the gates' baseline files. The
+first run of a date records it; a re-run keeps it, so the point is always
+"before this date was ever processed". Restoring:
+
+- every table of the point goes back to its version (Delta RESTORE, a new commit:
+  history keeps what was undone); a table created since is removed;
+- the gates' baseline files written since are removed, and the night's run report;
+- a later night's writes would be undone too, so a warehouse with later nights
+  is refused unless ``--including-later-nights`` (their reports go as well).
+
+Then fix the cause and re-run the date (``make backfill DATE=...``). Delta can
+only restore versions whose files VACUUM has not removed yet
+(``ingest.vacuum_retain_hours``; a week by default).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import SparkSession  # noqa: E402
+
+from jobs import storage  # noqa: E402
+from jobs.checksums import delta_tables  # noqa: E402
+from jobs.cli import UsageError, base_parser, run_main  # noqa: E402
+from jobs.layout import Warehouse  # noqa: E402
+from jobs.rollback import restore, table_versions  # noqa: E402
+from jobs.spark import get_spark  # noqa: E402
+from pipelines.config import AppConfig  # noqa: E402
+
+log = logging.getLogger("ctr.restore")
+
+
+def point_uri(wh: Warehouse, day: date) -> str:
+    return f"{wh.root}/_quality/restore_points/dt={day.isoformat()}.json"
+
+
+def _baseline_files(spark: SparkSession, wh: Warehouse) -> list[str]:
+    root = f"{wh.root}/_quality/metrics"
+    base = storage.glob(spark, wh.root)[0].rstrip("/") if storage.exists(spark, wh.root) else wh.root
+    if not storage.exists(spark, root):
+        return []
+    # Without a local file system's .crc side files (they go with their file).
+    return [p.removeprefix(base + "/") for p in storage.list_files(spark, root)
+            if not p.rsplit("/", 1)[1].startswith(".")]
+
+
+def record_point(spark: SparkSession, wh: Warehouse, day: date) -> None:
+    """Before the night's first write: the restore point, unless an earlier run of this date left one."""
+    uri = point_uri(wh, day)
+    if storage.exists(spark, uri):
+        return
+    tables = delta_tables(spark, wh.root) if storage.exists(spark, wh.root) else []
+    versions = table_versions(spark, {t: f"{wh.root}/{t}" for t in tables})
+    storage.write_json(spark, uri, {"date": day.isoformat(), "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                         time.gmtime()),
+                                    "tables": versions, "baselines": _baseline_files(spark, wh)})
+
+
+def later_nights(spark: SparkSession, wh: Warehouse, day: date) -> list[str]:
+    """Dates after ``day`` that have a run report or a restore point."""
+    found = storage.glob(spark, f"{wh.root}/reports/dt=*") + storage.glob(
+        spark, f"{wh.root}/_quality/restore_points/dt=*.json")
+    dates = {p.rstrip("/").rsplit("dt=", 1)[1].removesuffix(".json") for p in found}
+    return sorted(d for d in dates if d > day.isoformat())
+
+
+def restore_night(spark: SparkSession, wh: Warehouse, day: date, including_later: bool = False,
+                  dry_run: bool = False) -> dict:
+    """Put the warehouse back as it was before ``day``'s first run; returns what was (or would be) done."""
+    uri = point_uri(wh, day)
+    if not storage.exists(spark, uri):
+        raise UsageError(f"no restore point for {day} in {wh.root} (the night never ran here, or ran before "
+                         "restore points existed); restore by hand as README 'Restoring by hand' says")
+    later = later_nights(spark, wh, day)
+    if later and not including_later:
+        raise UsageError(f"nights after {day} ran since ({', '.join(later)}); restoring {day} would undo them "
+                         "too: pass --including-later-nights to do that")
+    point = json.loads(storage.read_text(spark, uri))
+    now = delta_tables(spark, wh.root)
+    recorded = point["tables"]
+    uris = {t: f"{wh.root}/{t}" for t in sorted(set(now) | set(recorded))}
+    versions = {t: recorded.get(t) for t in uris}
+    current = table_versions(spark, uris)
+    plan = {t: ("remove (created since)" if versions[t] is None else f"version {current[t]} -> {versions[t]}")
+            for t in uris if current[t] != versions[t]}
+    kept = set(point["baselines"])
+    base = storage.glob(spark, wh.root)[0].rstrip("/")
+    baselines = [b for b in _baseline_files(spark, wh) if b not in kept]
+    reports = [f"{wh.root}/reports/dt={d}" for d in [day.isoformat(), *later]
+               if storage.exists(spark, f"{wh.root}/reports/dt={d}")]
+    out = {"date": day.isoformat(), "point_recorded_at": point["recorded_at"], "tables": plan,
+           "baselines_removed": len(baselines), "reports_removed": reports, "dry_run": dry_run}
+    if dry_run:
+        return out
+    restore(spark, uris, versions)
+    for b in baselines:
+        storage.delete(spark, f"{base}/{b}")
+    for r in reports:
+        storage.delete(spark, r)
+    for d in later:
+        storage.delete(spark, point_uri(wh, date.fromisoformat(d)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="say what would be restored, change nothing")
+    parser.add_argument("--including-later-nights", action="store_true",
+                        help="also undo the nights after --date (refused without it)")
+
+    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+        spark = get_spark(cfg.spark, args.master)
+        wh = Warehouse(cfg.paths.warehouse)
+        out = restore_night(spark, wh, args.date, args.including_later_nights, args.dry_run)
+        verb = "would restore" if args.dry_run else "restored"
+        log.info("%s the warehouse to before %s (point recorded %s):", verb, args.date, out["point_recorded_at"])
+        for table, what in out["tables"].items() or {"(no table changed)": ""}.items():
+            log.info("  %-32s %s", table, what)
+        log.info("  %d baseline file(s) and %d run report(s) %s", out["baselines_removed"],
+                 len(out["reports_removed"]), "to remove" if args.dry_run else "removed")
+        if not args.dry_run:
+            log.info("now fix the cause and re-run: make backfill DATE=%s", args.date)
+        return 0
+
+    return run_main(parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
