@@ -237,8 +237,11 @@ def observe_checks(cfg: AppConfig, name: str, df: DataFrame, day: date,
 def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
          versions_before: Mapping[str, int | None], report: Mapping[str, Any] | None = None,
          partitions: Mapping[str, date] | None = None, observed: Mapping[str, ObservedChecks] | None = None,
-         volume_since: Mapping[str, date] | None = None) -> dict:
+         volume_since: Mapping[str, date] | None = None, unvalidated: Mapping[str, str] | None = None) -> dict:
     """Validate what ``stage`` wrote for ``day``; publish (return the summary) or roll back and raise GateFailed.
+
+    ``unvalidated``: tables the stage also wrote that have no suite of their own
+    (ingest's dimension snapshots); not checked, but rolled back with the others.
 
     ``written``: suite name (expectations/<name>.json) -> table URI; each
     table's day partition (``partitions[name]``, default ``day``, in the
@@ -332,7 +335,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
                "summary": f"{root}/runs/dt={day.isoformat()}/{stage}.json",
                "checked_on_write": sorted(on_write)}
     if failures:
-        summary["rolled_back"] = restore(spark, written, versions_before)
+        summary["rolled_back"] = restore(spark, {**written, **(unvalidated or {})}, versions_before)
         for text in failures:
             log.error("gate %s FAILED: %s", stage, text)
     else:

@@ -28,8 +28,9 @@ def land(root, stream, line):
 
 
 def contents(spark, wh):
+    tables = {**ingest.gated_tables(wh), "bronze_users": wh.bronze("users")}
     return {name: sorted(str(r) for r in storage.read_delta(spark, uri).drop("_ingested_at").collect())
-            for name, uri in ingest.gated_tables(wh).items()}
+            for name, uri in tables.items()}
 
 
 def test_a_failed_ingest_gate_exits_3_keeps_bronze_and_stops_the_night(spark, tmp_path, capsys):
@@ -38,11 +39,16 @@ def test_a_failed_ingest_gate_exits_3_keeps_bronze_and_stops_the_night(spark, tm
                                  '"ad_id":"a1","publisher_id":"p1"}')
     clicks = land(landing, "clicks", '{"click_id":"c1","impression_id":"i1","event_ts":"2025-04-02T09:00:05Z",'
                                      '"user_id":"u1"}')
+    users = landing / "dims" / "users" / f"dt={D}" / "a.jsonl"
+    users.parent.mkdir(parents=True)
+    users.write_text('{"user_id":"u1","segment":"shoppers","device_type":"mobile","geo":"DE"}\n')
     argv = ["--date", str(D), "--landing", str(landing), "--warehouse", wh.root, "--config", TINY]
     assert ingest.main(argv) == 0
     before = contents(spark, wh)
 
-    clicks.write_text("")  # the clicks of the night went missing upstream
+    clicks.write_text("")  # the clicks of the night went missing upstream ...
+    users.write_text('{"user_id":"u2","segment":"gamers","device_type":"desktop","geo":"FR"}\n')  # ... and a new
+    # snapshot of the users came: a failed gate takes it back with the rest, though it has no suite of its own
     assert nightly.main(argv) == EXIT_GATE
     err = capsys.readouterr().err
     assert "quality gate 'ingest' failed for 2025-04-02" in err
