@@ -20,7 +20,8 @@ NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
 .PHONY: help install jars test demo demo-training backfill bench bench-train training-set train score mlflow-ui clean \
-        cluster-up cluster-down cluster-status demo-cluster zip
+        cluster-up cluster-down cluster-status demo-cluster zip \
+        reliability restore
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +64,13 @@ bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with
 	$(PY) bench/run.py --sizes 1000000,10000000 --days 2
 	BENCH_SKIP_DUCKDB=1 $(PY) bench/run.py --sizes $${HISTORY_SIZE:-100000} --days 29 --root data/bench-history
 	$(PY) bench/train_bench.py --rows 10000000
+
+reliability: $(STAMP) $(JARS_STAMP)  ## faults, bad input and privacy drills, one table of figures [ROWS=1,4] [KILLS=20] (slow)
+	$(PY) bench/reliability/run.py $(if $(ROWS),--rows $(ROWS)) $(if $(KILLS),--kills $(KILLS)) $(if $(LOAD_BASE),--load-base $(LOAD_BASE))
+
+restore: $(STAMP) $(JARS_STAMP)  ## make restore DATE=YYYY-MM-DD [WAREHOUSE=...] [FLAGS=--dry-run]: undo a published night
+	@$(PY) jobs/dates.py --date "$(DATE)" > /dev/null || exit 2
+	$(SPARK_SUBMIT) jobs/restore.py --date $(DATE) --warehouse $(WAREHOUSE) $(FLAGS)
 
 training-set: $(STAMP) $(JARS_STAMP)  ## build the point-in-time training set [END=YYYY-MM-DD] [WAREHOUSE=...]
 	$(SPARK_SUBMIT) jobs/training_set.py --warehouse $(WAREHOUSE) $(if $(END),--end $(END))
