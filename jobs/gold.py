@@ -141,7 +141,9 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     as_of = event_day + timedelta(days=1)
     gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
     partitions = {"gold_entity_day": event_day, "gold_features": as_of}
-    versions = begin(spark, cfg, "gold", day, gated, partitions)
+    # The priors have no suite of their own; a failed gate takes them back with the snapshot they belong to.
+    unvalidated = {"gold_priors": wh.gold("priors")}
+    versions = begin(spark, cfg, "gold", day, {**gated, **unvalidated}, partitions)
     # The gate's aggregate checks ride on the two writes (one pass each); it reads back only the keys.
     checked_for = day if closed_labels else None
     partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
@@ -158,7 +160,7 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
         full_from = (first or event_day) + timedelta(days=max(cfg.gold.windows_days))
         out["quality"] = gate(spark, cfg, "gold", day, gated, versions, partitions=partitions,
                               observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
-                              volume_since={"gold_features": full_from})
+                              volume_since={"gold_features": full_from}, unvalidated=unvalidated)
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
         finish(spark, cfg, "gold", day)
