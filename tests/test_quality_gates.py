@@ -147,6 +147,22 @@ def test_a_duplicate_key_blocks(spark, cfg):
         assert f"{name}: {key} has 2 duplicate values (expected unique)" in message
 
 
+def test_tables_without_a_suite_go_back_with_the_failed_ones(spark, cfg):
+    """Ingest's dimension snapshots and gold's priors have no suite: a failed gate restores them too."""
+    uri = f"{cfg.paths.warehouse}/t/priors"
+    spark.createDataFrame([("ad", 0.02)], "entity string, mean double").write.format("delta").save(uri)
+    before, versions = content(spark, uri), table_versions(spark, {"gold_priors": uri})
+    spark.createDataFrame([("ad", 0.9)], "entity string, mean double").write.format("delta").mode(
+        "overwrite").save(uri)
+    features_uri = f"{cfg.paths.warehouse}/t/gold_features"
+    bad = frame(spark, "gold_features", [features(i) for i in (0, 1, 1)])
+    versions.update(table_versions(spark, {"gold_features": features_uri}))
+    storage.write_partition(bad, features_uri, D, "as_of_date")
+    with pytest.raises(GateFailed):
+        gate(spark, cfg, "test", D, {"gold_features": features_uri}, versions, unvalidated={"gold_priors": uri})
+    assert content(spark, uri) == before
+
+
 def test_a_rate_or_timestamp_outside_its_range_blocks(spark, cfg):
     with_rates = [n for n, t in TABLES.items() if t[4]]
     bad = {name: [TABLES[name][1](i) for i in range(4)] for name in with_rates}
