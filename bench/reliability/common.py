@@ -91,8 +91,9 @@ class Suite:
         if self._reference is None:
             cached = self.root / "base" / "reference.json"
             key = code_version()
-            if cached.exists() and json.loads(cached.read_text()).get("code_version") == key:
-                self._reference = _load_reference(json.loads(cached.read_text()), self.config("base"))
+            saved = json.loads(cached.read_text()) if cached.exists() else {}
+            if saved.get("code_version") == key:
+                self._reference = _load_reference(saved, self.config("base"))
                 log.info("reference: reusing the clean run in %s (same code)", cached.parent)
                 return self._reference
             started = time.monotonic()
