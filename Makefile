@@ -11,7 +11,9 @@ export PYTHONPATH := $(CURDIR)
 
 LANDING ?= data/landing
 WAREHOUSE ?= data/warehouse
-DEMO_DAYS ?= 3
+DEMO_DAYS ?= 4
+# the demo's last night trains: conf/overlays/demo_training.yaml (a 1/1/1-day training set, a daily schedule); DEMO_CONFIG= leaves it out
+DEMO_CONFIG ?= conf/overlays/demo_training.yaml
 DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 200000
 NIGHTLY_CONFIG ?=
@@ -19,7 +21,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training backfill bench bench-train training-set train score mlflow-ui clean \
+.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -42,16 +44,20 @@ jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cach
 test: $(STAMP) $(JARS_STAMP)  ## run the test suite
 	$(PY) -m pytest
 
-demo: $(STAMP) $(JARS_STAMP)  ## generate sample logs and run the nightly pipeline on them
+demo: $(STAMP) $(JARS_STAMP)  ## generate 4 days of sample logs and run the nightly pipeline on them; the last night trains
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
 	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
 	$(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | while read d; do \
-	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) $(NIGHTLY_FLAGS) || exit $$?; \
+	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) \
+	        $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG)) $(NIGHTLY_FLAGS) || exit $$?; \
 	done
 	$(PY) jobs/show.py --landing $(LANDING) --warehouse $(WAREHOUSE)
 
-demo-training:  ## the demo with a fourth night that trains (1/1/1-day training set, smaller models)
-	$(MAKE) demo DEMO_DAYS=4 NIGHTLY_CONFIG=conf/overlays/demo_training.yaml
+demo-training:  ## the same as make demo (kept for older scripts)
+	$(MAKE) demo
+
+demo-quick:  ## the demo without training: 3 nights, the default schedule
+	$(MAKE) demo DEMO_DAYS=3 DEMO_CONFIG=
 
 backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [TRAIN=0|1] [LANDING=...] [WAREHOUSE=...]
 	@dates=$$($(PY) jobs/dates.py --date "$(DATE)" --start "$(START)" --end "$(END)") || exit 2; \
