@@ -38,17 +38,12 @@ def duplicate_ids(spark, wh: Warehouse) -> int:
     return out
 
 
-def draw_kills(writes: list[tuple[str, int, str]], n: int, rng: random.Random) -> list[str]:
-    """``n`` kill points spread over every stage: stage by turns, then a random write of it and a random delay
-    (0 = just before the write; otherwise that many seconds into it or what follows)."""
-    by_stage = {s: [w for w in writes if w[0] == s] for s in STAGES}
-    kills = []
-    for i in range(n):
-        stage = STAGES[i % len(STAGES)]
-        _, number, _ = rng.choice(by_stage[stage])
-        delay = rng.choice([0.0, round(rng.uniform(0.1, 3.0), 1)])
-        kills.append(f"{stage}:{number}" + (f":{delay}" if delay else ""))
-    return kills
+def draw_kill(writes: list[tuple[str, int, str]], stage: str, rng: random.Random) -> str:
+    """A kill point in ``stage``: a random write of it and a random delay (0 = just before the write;
+    otherwise that many seconds into it or what follows)."""
+    _, number, _ = rng.choice([w for w in writes if w[0] == stage])
+    delay = rng.choice([0.0, round(rng.uniform(0.1, 3.0), 1)])
+    return f"{stage}:{number}" + (f":{delay}" if delay else "")
 
 
 def kill_and_rerun(suite: Suite) -> Result:
@@ -56,14 +51,20 @@ def kill_and_rerun(suite: Suite) -> Result:
     ref = suite.reference()
     day = ref.days[1]
     rng = random.Random(suite.seed)
-    kills = draw_kills(ref.writes[day], suite.options.get("kills", 20), rng)
-    same, dup_total, outcomes = 0, 0, []
-    for i, kill_at in enumerate(kills, 1):
+    n = suite.options.get("kills", 20)
+    same, dup_total, outcomes, missed = 0, 0, [], []
+    # Stages by turns. A kill point can fall after the job has finished (a delay into the night's last write):
+    # that job exited 0, nothing was killed, and the same stage is drawn again, so n kills land.
+    while len(outcomes) < n and len(missed) < n:
+        stage = STAGES[len(outcomes) % len(STAGES)]
+        kill_at = draw_kill(ref.writes[day], stage, rng)
         cfg = suite.warehouse_after(ref.days[0], "row1")
         killed = suite.nightly_process(cfg, day, kill_at)
-        was_killed = killed.returncode == -signal.SIGKILL
-        # The kill may land after the night's last write finished its work, when the job is done anyway.
-        if not was_killed and killed.returncode != 0:
+        if killed.returncode == 0:
+            missed.append(kill_at)
+            log.info(f"kill at {kill_at} came after the job had finished (exit 0): drawing another")
+            continue
+        if killed.returncode != -signal.SIGKILL:
             outcomes.append({"kill_at": kill_at, "error": f"exit {killed.returncode}: {killed.stderr[-500:]}"})
             continue
         run_nightly(suite.spark, cfg, day)  # the re-run
@@ -71,17 +72,17 @@ def kill_and_rerun(suite: Suite) -> Result:
         dups = duplicate_ids(suite.spark, Warehouse(cfg.paths.warehouse))
         same += not diff and not dups
         dup_total += dups
-        outcomes.append({"kill_at": kill_at, "killed": was_killed, "differences": diff[:5], "duplicate_ids": dups})
-        log.info(f"kill {i}/{len(kills)} at {kill_at}: killed={was_killed}, "
-                  f"{'same as clean' if not diff else diff[:3]}, {dups} duplicate ids")
-    killed_n = sum(o.get("killed", False) for o in outcomes)
+        outcomes.append({"kill_at": kill_at, "killed": True, "differences": diff[:5], "duplicate_ids": dups})
+        log.info(f"kill {len(outcomes)}/{n} at {kill_at}: "
+                 f"{'same as clean' if not diff else diff[:3]}, {dups} duplicate ids")
     per_stage = {s: sum(o["kill_at"].startswith(s) for o in outcomes) for s in STAGES}
     bad = [o for o in outcomes if o.get("error") or o.get("differences") or o.get("duplicate_ids")]
-    return Result(1, "", not bad and len(outcomes) == len(kills),
-                  f"{same}/{len(kills)} re-runs identical to the clean run, {dup_total} duplicate ids "
-                  f"({killed_n} SIGKILLed; {', '.join(f'{k} {v}' for k, v in per_stage.items())})",
+    return Result(1, "", not bad and len(outcomes) == n,
+                  f"{same}/{n} SIGKILLed nights re-run identical to the clean run, {dup_total} duplicate ids "
+                  f"({', '.join(f'{k} {v}' for k, v in per_stage.items())}"
+                  f"{f'; {len(missed)} kill points after the job had finished, drawn again' if missed else ''})",
                   "; ".join(f"{o['kill_at']}: {o.get('error') or o.get('differences')}" for o in bad)[:400],
-                  data={"kills": outcomes})
+                  data={"kills": outcomes, "missed": missed})
 
 
 def repeat_a_date(suite: Suite, times: int = 5) -> Result:
