@@ -80,7 +80,7 @@ def kill_and_rerun(suite: Suite) -> Result:
     return Result(1, "", not bad and len(outcomes) == n,
                   f"{same}/{n} SIGKILLed nights re-run identical to the clean run, {dup_total} duplicate ids "
                   f"({', '.join(f'{k} {v}' for k, v in per_stage.items())}"
-                  f"{f'; {len(missed)} kill points after the job had finished, drawn again' if missed else ''})",
+                  f"{f'; {len(missed)} drawn again: the job had finished first' if missed else ''})",
                   "; ".join(f"{o['kill_at']}: {o.get('error') or o.get('differences')}" for o in bad)[:400],
                   data={"kills": outcomes, "missed": missed})
 
