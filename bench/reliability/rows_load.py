@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.reliability.common import Result, Suite
+from jobs import faults
 from jobs.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.reliability")
@@ -33,7 +34,7 @@ TOLERANCE = 1.2
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable}
-    env.pop("CTR_TEST_KILL_AT", None)
+    env.pop(faults.ENV, None)
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -83,11 +84,11 @@ def night(root: Path, day: str, name: str) -> tuple[dict, dict, float]:
     shutil.rmtree(events, ignore_errors=True)
     events.mkdir(parents=True)
     started = time.monotonic()
-    proc = _run(["-m", "jobs.nightly", "--date", day, "--landing", str(root / "landing"), "--warehouse",
-                 str(root / "warehouse"), "--config", str(BENCH_YAML), "--no-train", "--log-level", "WARNING",
-                 "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.resolve().as_uri()}",
-                 "--conf", "spark.eventLog.compress=false", "--conf", "spark.eventLog.logStageExecutorMetrics=true"],
-                timeout=7200)
+    proc = faults.nightly_process(
+        day, str(root / "landing"), str(root / "warehouse"), [str(BENCH_YAML)], timeout=7200,
+        extra_args=("--no-train", "--conf", "spark.eventLog.enabled=true",
+                    "--conf", f"spark.eventLog.dir={events.resolve().as_uri()}",
+                    "--conf", "spark.eventLog.compress=false", "--conf", "spark.eventLog.logStageExecutorMetrics=true"))
     wall = time.monotonic() - started
     if proc.returncode:
         raise RuntimeError(f"night {day} of {root.name} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
