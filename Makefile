@@ -11,17 +11,18 @@ export PYTHONPATH := $(CURDIR)
 
 LANDING ?= data/landing
 WAREHOUSE ?= data/warehouse
-DEMO_DAYS ?= 4
-# the demo's last night trains: conf/overlays/demo_training.yaml (a 1/1/1-day training set, a daily schedule); DEMO_CONFIG= leaves it out
+DEMO_DAYS ?= 6
+# the demo's last night trains (--train): conf/overlays/demo_training.yaml (a 2/1/1-day training set after a
+# day of history); DEMO_CONFIG= leaves it out and follows the base schedule
 DEMO_CONFIG ?= conf/overlays/demo_training.yaml
 DEMO_START ?= 2025-03-01
-DEMO_IMPRESSIONS ?= 200000
+DEMO_IMPRESSIONS ?= 100000
 NIGHTLY_CONFIG ?=
 # TRAIN=1: train every night (once enough label days are closed), TRAIN=0: never; unset: as train.schedule says.
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train training-set train score mlflow-ui clean \
+.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -44,12 +45,14 @@ jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cach
 test: $(STAMP) $(JARS_STAMP)  ## run the test suite
 	$(PY) -m pytest
 
-demo: $(STAMP) $(JARS_STAMP)  ## generate 4 days of sample logs and run the nightly pipeline on them; the last night trains
+demo: $(STAMP) $(JARS_STAMP)  ## generate 6 days of sample logs and run the nightly pipeline on them; the last night trains
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
 	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
+	last=$$($(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | tail -n 1); \
 	$(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | while read d; do \
 	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) \
-	        $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG)) $(NIGHTLY_FLAGS) || exit $$?; \
+	        $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG) $(if $(TRAIN),,$$([ "$$d" = "$$last" ] && echo --train))) \
+	        $(NIGHTLY_FLAGS) || exit $$?; \
 	done
 	$(PY) jobs/show.py --landing $(LANDING) --warehouse $(WAREHOUSE)
 
@@ -57,7 +60,7 @@ demo-training:  ## the same as make demo (kept for older scripts)
 	$(MAKE) demo
 
 demo-quick:  ## the demo without training: 3 nights, the default schedule
-	$(MAKE) demo DEMO_DAYS=3 DEMO_CONFIG=
+	$(MAKE) demo DEMO_DAYS=3 DEMO_CONFIG= DEMO_IMPRESSIONS=200000
 
 backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [TRAIN=0|1] [LANDING=...] [WAREHOUSE=...]
 	@dates=$$($(PY) jobs/dates.py --date "$(DATE)" --start "$(START)" --end "$(END)") || exit 2; \
@@ -66,10 +69,14 @@ backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... E
 	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) $(NIGHTLY_FLAGS) || exit $$?; \
 	done
 
-bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with 28 days of history, training at 10M (slow)
+bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with 28 days of history, training at 10M, model quality (slow)
 	$(PY) bench/run.py --sizes 1000000,10000000 --days 2
 	BENCH_SKIP_DUCKDB=1 $(PY) bench/run.py --sizes $${HISTORY_SIZE:-100000} --days 29 --root data/bench-history
 	$(PY) bench/train_bench.py --rows 10000000
+	$(MAKE) bench-quality
+
+bench-quality: $(STAMP) $(JARS_STAMP)  ## logs -> nightly jobs -> training set -> every model, against the truth [DAYS=14] [IMPRESSIONS=100000] [LANDING_IN=dir] (slow)
+	$(PY) bench/quality_bench.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000} $(if $(LANDING_IN),--landing $(LANDING_IN))
 
 reliability: $(STAMP) $(JARS_STAMP)  ## faults, bad input and privacy drills, one table of figures [ROWS=1,4] [KILLS=20] (slow)
 	$(PY) bench/reliability/run.py $(if $(ROWS),--rows $(ROWS)) $(if $(KILLS),--kills $(KILLS)) $(if $(LOAD_BASE),--load-base $(LOAD_BASE))

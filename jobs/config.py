@@ -33,6 +33,7 @@ from pipelines.config import (
     TrainConfig,
 )
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
+from pipelines.train.features import ABLATIONS
 from pipelines.schedule import parse_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -284,7 +285,6 @@ def _validate_gold(cfg: AppConfig) -> None:
     for col in ts.categorical:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
-    _require(ts.min_category_count >= 1, "training_set.min_category_count must be at least 1")
 MODEL_FAMILIES = ("xgboost", "lightgbm", "gbdt_lr", "lr")
 COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -325,6 +325,14 @@ def _validate_train(tr: TrainConfig) -> None:
     _require(not set(tr.numeric_features + tr.categorical_features) & set(names),
              "train: a feature list names the label, split, group, date, id or neg_keep_rate column")
     _require(tr.numeric_prefix != tr.categorical_prefix, "train.numeric_prefix and train.categorical_prefix must differ")
+    _require(tr.min_category_count >= 1, "train.min_category_count must be at least 1")
+    for name in tr.ablations:
+        _require(name in ABLATIONS, f"train.ablations: unknown ablation {name!r} (choose from {', '.join(ABLATIONS)})")
+    _require(1 <= tr.max_categories <= 10_000_000, "train.max_categories must be between 1 and 10000000")
+    try:
+        re.compile(tr.history_pattern)
+    except re.error as err:
+        raise ConfigError(f"train.history_pattern is not a regular expression: {err}") from None
     try:
         parse_schedule(tr.schedule)
     except ValueError as err:

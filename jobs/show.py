@@ -76,8 +76,33 @@ def main() -> int:
     if any(json.loads(path.read_text()).get("training", {}).get("status") == "trained" for path in reports):
         print("  MLflow runs         make mlflow-ui, then the run links above (http://127.0.0.1:5000)")
     print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")
+    for line in champion_lines([json.loads(path.read_text()) for path in reports]):
+        print(line)
     print("=" * 78)
     return 0
+
+
+def _figure(value: object, fmt: str = ".4f") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and value == value else "-"
+
+
+def champion_lines(reports: list[dict]) -> list[str]:
+    """The newest night's registered model, with its test-day figures against the truth and its MLflow link."""
+    trained = [r["training"] for r in reports if r.get("training", {}).get("status") == "trained"
+               and r["training"].get("registered")]
+    if not trained:
+        return []
+    t = trained[-1]
+    reg = t["registered"]
+    m = t["models"].get(reg["family"], {})
+    share = m.get("achievable_share")
+    return ["", f"Model: {reg['model']} version {reg['version']} ({reg['family']}) is {reg['alias']}: {reg['reason']}",
+            f"  test day {t['training_set']['splits']['test'][0]}: NE {_figure(m.get('ne'))}, "
+            f"calibration {_figure(m.get('calibration'))} (predicted/actual), AUC {_figure(m.get('auc'))}, "
+            f"Bayes NE {_figure(m.get('bayes_ne'))}, share of achievable log-loss reduction {_figure(share, '.3f')}"
+            + (f" ({int(m['truth_uncovered_rows'])} test rows without truth left out)"
+               if m.get("truth_uncovered_rows") else ""),
+            f"  MLflow: {m.get('run_url') or 'run ' + str(m.get('run_id'))}  (make mlflow-ui serves it)"]
 
 
 if __name__ == "__main__":

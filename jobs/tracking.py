@@ -60,7 +60,8 @@ def log_model_run(model: CtrModel, name: str, params: dict[str, Any], metrics: d
 
     ``test`` holds label and calibrated ``p`` of the evaluated test rows.
     """
-    with mlflow.start_run(run_name=name) as run:
+    # Inside a caller's run (make bench-quality's parent run) each model is a child run.
+    with mlflow.start_run(run_name=name, nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({"family": model.family, **tags})
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_input(dataset, context="training")

@@ -4,14 +4,14 @@
 
 Covers train_days + validation_days + test_days event days ending at --end
 (default: the newest closed label day). Each impression gets the features of the
-snapshot as of its own event day, which holds only earlier days. Category codes
-are fitted on the train days only. Writes, replacing the previous set:
+snapshot as of its own event day, which holds only earlier days. Categorical
+columns stay raw (``c_<column>``, text): the trainer fits their vocabulary on the
+train split and stores it in the model. Writes, replacing the previous set:
   gold/training_set            Delta, partitioned by event_date (schema: pipelines/training_set.py)
-  gold/encodings               the category vocabularies used (column, value, code, count)
-  gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta versions
+  gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta version
 The training set's Delta version is recorded there and in the commit's userMetadata.
 Each day of the new set passes the gold_training_set quality gate before the
-encodings are replaced; on a critical failure the previous set is restored and
+manifest is replaced; on a critical failure the previous set is restored and
 the job exits 3.
 """
 from __future__ import annotations
@@ -38,12 +38,11 @@ from jobs.spark import get_spark  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.training_set import (  # noqa: E402
     TRAINING_SET_BASE_COLUMNS,
-    apply_vocabularies,
     assign_splits,
     downsample_negatives,
     feature_names,
-    fit_vocabularies,
     join_features,
+    raw_categories,
     span,
 )
 
@@ -89,7 +88,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
              ts.validation_days, ts.test_days)
     ensure_snapshots(spark, cfg, wh, first, last)
 
-    # Checkpointed (not only cached): the dimension joins, ten entity joins and the encodings in one
+    # Checkpointed (not only cached): the dimension joins and ten entity joins in one
     # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
     rows = assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
                          ts.test_days).localCheckpoint(eager=True)
@@ -102,12 +101,10 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     names = feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for)
     joined = join_features(rows, features, priors, gold.entities, gold.windows_days, ts.stats,
                            gold.distinct_users_for, broadcast_entities=small).localCheckpoint(eager=True)
-    vocab = fit_vocabularies(joined.where(F.col("split") == "train"), ts.categorical,
-                             ts.min_category_count).persist()
-    coded = apply_vocabularies(joined.withColumn("label", F.col("clicked").cast("int"))
-                               .withColumn("converted", F.col("converted").cast("int")), vocab, ts.categorical)
-    out = downsample_negatives(coded, ts.neg_keep_rate, ts.seed).select(
-        *TRAINING_SET_BASE_COLUMNS, *names, *[f"c_{c}" for c in ts.categorical])
+    labelled = (joined.withColumn("label", F.col("clicked").cast("int"))
+                .withColumn("converted", F.col("converted").cast("int")))
+    out = downsample_negatives(labelled, ts.neg_keep_rate, ts.seed).select(
+        *TRAINING_SET_BASE_COLUMNS, *names, *raw_categories(ts.categorical))
 
     manifest = {"first_day": first.isoformat(), "last_day": last.isoformat(),
                 "splits": {"train": [first.isoformat(), (last - timedelta(days=ts.test_days + ts.validation_days)).isoformat()],
@@ -123,7 +120,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
      .option("userMetadata", json.dumps({"training_set": manifest}))
      .partitionBy("event_date").save(wh.gold("training_set")))
     # Every day of the set through the gate (one aggregation each); the first failure restores the
-    # previous set and raises, before the encodings are replaced.
+    # previous set and raises, before the manifest is replaced.
     try:
         gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
                  for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
@@ -131,22 +128,19 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
         raise  # the gate restored the previous set
     except BaseException:
         # Killed or crashed between the write and the last gate: the previous set goes back, so the
-        # published set always matches gold/encodings and gold/training_set.json.
+        # published set always matches gold/training_set.json.
         restore(spark, gated, before)
         raise
-    vocab.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(wh.gold("encodings"))
-    versions = table_versions(spark, {name: wh.gold(name) for name in ("training_set", "encodings")})
+    versions = table_versions(spark, {"training_set": wh.gold("training_set")})
     counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))
               .groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()}
     manifest.update({
         "path": wh.gold("training_set"), "version": versions["training_set"],
-        "encodings_version": versions["encodings"],
         "rows": {k: v[0] for k, v in sorted(counts.items())}, "clicks": {k: v[1] for k, v in sorted(counts.items())},
         "seconds": round(time.monotonic() - started, 1),
         "quality": {"passed": all(g["passed"] for g in gates), "seconds": round(sum(g["seconds"] for g in gates), 1),
                     "warnings": [w for g in gates for w in g["warnings"]], "data_docs": gates[-1]["data_docs"]}})
     storage.write_json(spark, wh.gold("training_set.json"), manifest)
-    vocab.unpersist()
     for split in ("train", "validation", "test"):
         n, c = counts.get(split, (0, 0))
         log.info("  %-10s %10s rows %8s clicks (%s)", split, f"{n:,}", f"{c:,}", " .. ".join(manifest["splits"][split]))

@@ -85,9 +85,8 @@ class TrainingSetConfig:
     seed: int
     # statistics of each entity and window that become feature columns
     stats: tuple[str, ...]
+    # raw columns that become c_<column> (the model's vocabulary encodes them: train.min_category_count)
     categorical: tuple[str, ...]
-    # a category value seen fewer times than this in the train window is coded 0 (unknown)
-    min_category_count: int
 
 
 @dataclass(frozen=True)
@@ -167,6 +166,10 @@ class TrainConfig:
     numeric_prefix: str
     categorical_prefix: str
     cross_marker: str               # names of cross-entity features contain it (ablation)
+    history_pattern: str            # regex on feature names: windowed history features (contextual-only ablation)
+    ablations: tuple[str, ...]      # extra XGBoost models on feature subsets (pipelines/train/features.py ABLATIONS)
+    min_category_count: int         # a category seen fewer times in the train split is code 0 (unknown)
+    max_categories: int             # codes per categorical column at most (the most frequent values)
     ablation: bool
     num_rounds: int
     early_stopping_rounds: int

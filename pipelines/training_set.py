@@ -6,8 +6,8 @@ converted, split (train | validation | test), neg_keep_rate (the share of
 negatives kept in the row's split: 1.0 unless the train split was downsampled),
 ``f_<entity>_<stat>_<w>d`` history features, ``f_user_hours_since_click``,
 ``f_user_x_ad_hours_since_impression``, ``f_position``, ``f_hour`` (doubles;
-null = no such history) and ``c_<column>`` category codes (int; 0 = unknown or
-rarer than the threshold in the train window).
+null = no such history) and ``c_<column>`` raw category values (string; null =
+unknown), which the trainer's vocabulary encodes.
 """
 from __future__ import annotations
 
@@ -155,29 +155,13 @@ def downsample_negatives(rows: DataFrame, keep_rate: float, seed: int) -> DataFr
     return rows.where(kept).withColumn("neg_keep_rate", F.when(is_train, F.lit(keep_rate)).otherwise(F.lit(1.0)))
 
 
-def fit_vocabularies(train_rows: DataFrame, columns: tuple[str, ...], min_count: int) -> DataFrame:
-    """Category codes fitted on the train window only: column, value, code (1 = most frequent), count.
+def raw_categories(columns: tuple[str, ...]) -> list[Column]:
+    """``c_<column>`` per categorical column: the raw value as text (null when unknown).
 
-    Values seen fewer than ``min_count`` times get no code; they, like values
-    first seen after the train window, are coded 0 when applied.
+    Not coded here: the trainer fits the vocabulary on its train split and stores it
+    in the model, so rebuilding this table never changes what a registered model scores.
     """
-    pairs = F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])
-    counts = (train_rows.select(F.explode(pairs).alias("p")).select("p.*").where(F.col("value").isNotNull())
-              .groupBy("column", "value").agg(F.count(F.lit(1)).alias("count"))
-              .where(F.col("count") >= F.lit(min_count)))
-    order = Window.partitionBy("column").orderBy(F.col("count").desc(), F.col("value").asc())
-    return counts.withColumn("code", F.row_number().over(order)).select("column", "value", "code", "count")
-
-
-def apply_vocabularies(rows: DataFrame, vocab: DataFrame, columns: tuple[str, ...]) -> DataFrame:
-    """Add ``c_<column>`` (int) per categorical column; 0 for values without a code."""
-    out = rows
-    for c in columns:
-        codes = vocab.where(F.col("column") == c).select(F.col("value").alias(f"__v_{c}"),
-                                                         F.col("code").alias(f"__code_{c}"))
-        out = out.join(F.broadcast(codes), on=F.col(c).cast("string") == F.col(f"__v_{c}"), how="left")
-    return out.select(*rows.columns, *[F.coalesce(F.col(f"__code_{c}"), F.lit(0)).cast("int").alias(f"c_{c}")
-                                       for c in columns])
+    return [F.col(c).cast("string").alias(f"c_{c}") for c in columns]
 
 
 def one_row_per_key_and_day(snapshots: DataFrame, key: str) -> DataFrame:

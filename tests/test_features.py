@@ -10,12 +10,11 @@ from pyspark.testing import assertDataFrameEqual
 from pipelines.config import PriorConfig
 from pipelines.features import daily_partials, fit_beta_priors, window_snapshot, with_smoothed_rates
 from pipelines.training_set import (
-    apply_vocabularies,
     as_of,
     assign_splits,
     downsample_negatives,
-    fit_vocabularies,
     join_features,
+    raw_categories,
 )
 
 ENTITIES = {"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad_id")}
@@ -216,18 +215,16 @@ def test_joined_features_values_and_missing_history(spark):
     assert 0 < user_x_ad_prior < 1
 
 
-def test_splits_by_day_and_encodings_fitted_on_train_only(spark):
+def test_splits_by_day_and_raw_categories_kept_as_text(spark):
     rows = spark.createDataFrame([
-        ("i1", date(2025, 3, 1), "a1"), ("i2", date(2025, 3, 2), "a1"), ("i3", date(2025, 3, 2), "a2"),
-        ("i4", date(2025, 3, 3), "a3"), ("i5", date(2025, 3, 3), "a3"), ("i6", date(2025, 3, 4), "a1"),
-        ("i7", date(2025, 3, 4), "a3")], "impression_id string, event_date date, ad_id string")
+        ("i1", date(2025, 3, 1), "a1", 7), ("i2", date(2025, 3, 2), None, 8), ("i3", date(2025, 3, 3), "a3", None),
+        ("i4", date(2025, 3, 4), "a1", 7)], "impression_id string, event_date date, ad_id string, position int")
     split = assign_splits(rows, date(2025, 3, 4), train_days=2, validation_days=1, test_days=1)
-    vocab = fit_vocabularies(split.where(F.col("split") == "train"), ("ad_id",), min_count=2)
-    out = apply_vocabularies(split, vocab, ("ad_id",)).select("impression_id", "split", "c_ad_id")
-    # a1 is the only value seen twice in the train days; a3 is frequent later but unknown to the train window.
-    expected = spark.createDataFrame([("i1", "train", 1), ("i2", "train", 1), ("i3", "train", 0),
-                                      ("i4", "validation", 0), ("i5", "validation", 0), ("i6", "test", 1),
-                                      ("i7", "test", 0)], "impression_id string, split string, c_ad_id int")
+    out = split.select("impression_id", "split", *raw_categories(("ad_id", "position")))
+    # No codes here: the trainer's vocabulary (fitted on its train split, stored in the model) encodes them.
+    expected = spark.createDataFrame([("i1", "train", "a1", "7"), ("i2", "train", None, "8"),
+                                      ("i3", "validation", "a3", None), ("i4", "test", "a1", "7")],
+                                     "impression_id string, split string, c_ad_id string, c_position string")
     assertDataFrameEqual(out, expected)
 
 

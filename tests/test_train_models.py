@@ -26,13 +26,13 @@ def test_features_by_prefix_or_explicit_list_and_the_ablation_set(spark, tr):
     assert fs == FeatureSet(("f_user_ctr_7d", "f_user_x_ad_imps_28d"), ("c_device",))
     assert fs.without_cross("_x_") == FeatureSet(("f_user_ctr_7d",), ("c_device",))
     assert resolve_features(df, replace(tr, numeric_features=("f_user_ctr_7d",))).numeric == ("f_user_ctr_7d",)
-    with pytest.raises(ValueError, match="'other' is string, not numeric"):
+    with pytest.raises(ValueError, match="'other' is string: cast it to a number"):
         resolve_features(df, replace(tr, numeric_features=("other",)))
     with pytest.raises(ValueError, match="no column 'clicked'"):
         resolve_features(df, replace(tr, label_col="clicked"))
 
 
-def test_prepare_keeps_null_and_nan_as_missing_zero_as_value_and_unknown_codes_as_0(spark, tr):
+def test_prepare_keeps_null_and_nan_as_missing_zero_as_value_and_categories_raw(spark, tr):
     rows = [("a", "2025-03-01", "u", "train", 1, 0.5, None, 0.0, None, "x"),
             ("b", "2025-03-01", "u", "train", 0, 0.5, float("nan"), 2.0, 3, "x"),
             ("c", "2025-03-01", "u", "other", 0, 0.5, 1.0, 2.0, 3, "x"),
@@ -40,10 +40,12 @@ def test_prepare_keeps_null_and_nan_as_missing_zero_as_value_and_unknown_codes_a
     df = spark.createDataFrame(rows, DDL.replace("event_date date", "event_date string"))
     fs = resolve_features(df, tr)
     out = prepare(df, tr, fs).orderBy("impression_id").toPandas()
-    assert out["impression_id"].tolist() == ["a", "b"]           # unknown split and null label dropped
-    x = matrix(out, fs.columns)
+    assert out["impression_id"].tolist() == ["a", "b", "d"]      # a split outside train/validation/test is left out
+    assert out["label"].tolist()[:2] == [1, 0] and pd.isna(out["label"][2])   # null label: check_splits refuses it
+    x = matrix(out, fs.numeric)
     assert np.isnan(x[0, 0]) and np.isnan(x[1, 0])              # null and NaN: missing
-    assert x[0, 1] == 0.0 and x[0, 2] == 0.0 and x[1, 2] == 3.0  # a zero stays a value; null code -> 0
+    assert x[0, 1] == 0.0 and x[1, 1] == 2.0                    # a zero stays a value
+    assert out["c_device"].tolist() == [None, "3", "3"]          # categories stay raw (text) for the vocabulary
 
 
 def test_zero_is_not_missing_for_xgboost():

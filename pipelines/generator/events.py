@@ -1,9 +1,15 @@
 """Clean impressions and their natural clicks, with the true click probability.
 
-The click model (log-odds): base CTR + user, ad and publisher effects + a
-position effect + hidden (segment x ad category) and (publisher category x ad
-category) affinities - creative fatigue (log of the user's earlier exposures to
-the same ad) + a small lift for viewable impressions. Time of day follows a
+The click model is ``click_logit`` below (formula and effect sizes in
+README "The generator's click model"): base CTR + user, ad and publisher
+effects + position (steeper on mobile) + device, creative type and their
+interaction + hour of day (by device) + the user's favourite ad category +
+hidden (segment x ad category) and (publisher category x ad category)
+affinities - creative fatigue (log of the user's earlier exposures to the same
+ad, steeper for video) + a small lift for viewable impressions. Everything it
+depends on is in the contract's records (or their dimension snapshots), so the
+features gold builds can recover it - except the per-user, per-ad and
+per-publisher effects, which only history reveals. Time of day follows a
 diurnal curve; a few ads, publishers and users carry much of the traffic.
 """
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines.config import CleanConfig, GeneratorConfig
+from pipelines.generator.dims import AD_CATEGORIES
 from pipelines.generator.rng import index, normal, pick, sigmoid, uniform
 
 DIURNAL = [0.6, 0.4, 0.3, 0.25, 0.25, 0.35, 0.6, 1.0, 1.3, 1.3, 1.25, 1.3,
@@ -22,6 +29,15 @@ POSITIONS = [1, 2, 3, 4, 5, 6]
 POSITION_WEIGHTS = [0.32, 0.24, 0.17, 0.12, 0.09, 0.06]
 POSITION_EFFECT = {1: 0.0, 2: -0.25, 3: -0.45, 4: -0.6, 5: -0.75, 6: -0.9}
 FATIGUE = 0.3
+FATIGUE_VIDEO = 0.25          # extra fatigue per log-exposure for video creatives
+MOBILE_POSITION_SLOPE = 1.5   # position effects are this much steeper on a small screen
+DEVICE_EFFECT = {"mobile": 0.0, "desktop": 0.15, "tablet": 0.1, "ctv": -0.6, "other": -0.3}
+CREATIVE_EFFECT = {"banner": 0.0, "native": 0.3, "video": -0.2}
+# (creative type, device) -> extra log-odds: video plays on a TV, a banner is ignored on a phone
+CREATIVE_X_DEVICE = {("video", "ctv"): 1.0, ("video", "mobile"): 0.25, ("native", "mobile"): 0.25,
+                     ("banner", "mobile"): -0.25, ("banner", "ctv"): -0.5}
+EVENING, WORK_HOURS = range(18, 23), range(9, 18)
+FAVOURITE_CATEGORY = 0.8      # each user clicks more on one ad category (hidden; gold's user x category sees it)
 AD_SKEW = 2.5        # share of the hottest ad ~ n_ads ** (-1 / AD_SKEW)
 PUBLISHER_SKEW = 2.0
 
@@ -83,13 +99,9 @@ def impressions(users: DataFrame, days: DataFrame, ads: DataFrame, pubs: DataFra
            .join(F.broadcast(pub_aff), on=["pub_category", "ad_category"], how="left"))
     exposure = Window.partitionBy("user_idx", "ad_idx").orderBy("event_ts", "impression_id")
     imp = imp.withColumn("prior_exposures", F.row_number().over(exposure) - 1)
-    pos_effect = F.element_at(
-        F.create_map(*[F.lit(x) for kv in POSITION_EFFECT.items() for x in kv]), F.col("position"))
-    viewable_ms = F.when(F.col("creative_type") == "video", 2000).otherwise(1000)
-    logit = (math.log(cfg.base_ctr / (1 - cfg.base_ctr)) + F.col("user_bias") + F.col("ad_bias")
-             + F.col("pub_bias") + pos_effect + F.coalesce("aff_seg", F.lit(0.0))
-             + F.coalesce("aff_pub", F.lit(0.0)) - FATIGUE * F.log1p(F.col("prior_exposures"))
-             + F.when(F.col("in_view_ms") >= viewable_ms, 0.2).otherwise(0.0))
+    imp = imp.withColumn("favourite_category", pick(uniform(s, "fav", "user_idx"), AD_CATEGORIES,
+                                                    [1.0] * len(AD_CATEGORIES)))
+    logit = click_logit(math.log(cfg.base_ctr / (1 - cfg.base_ctr)))
     viewable_pct = F.when(F.col("in_view_ms").isNotNull(), F.round(
         F.when(F.col("in_view_ms") >= 1000, 50 + 50 * uniform(s, "vpct", "gen_key"))
         .otherwise(60 * uniform(s, "vpct", "gen_key")), 1))
@@ -104,6 +116,38 @@ def impressions(users: DataFrame, days: DataFrame, ads: DataFrame, pubs: DataFra
             F.col("clicked") & (F.hour("event_ts") >= 22) & (uniform(s, "lci", "gen_key") < r.late_clicked_impressions),
             add_seconds(F.date_add(F.col("day"), 1).cast("timestamp"),
                         7200 + F.floor(uniform(s, "lcit", "gen_key") * 3600))).otherwise(F.col("arrival_ts")))
+
+
+def _lookup(table: dict, *keys: F.Column) -> F.Column:
+    """The table's value for the row's key (a tuple key for several columns); 0.0 when absent."""
+    expr = None
+    for key, value in table.items():
+        parts = key if isinstance(key, tuple) else (key,)
+        cond = None
+        for col, part in zip(keys, parts):
+            cond = (col == F.lit(part)) if cond is None else cond & (col == F.lit(part))
+        expr = F.when(cond, F.lit(value)) if expr is None else expr.when(cond, F.lit(value))
+    return expr.otherwise(F.lit(0.0))
+
+
+def click_logit(intercept: float) -> F.Column:
+    """The true log-odds of a click, from the impression's columns (see the module doc and README)."""
+    device, creative, hour = F.col("device_type"), F.col("creative_type"), F.hour("event_ts")
+    mobile = device == "mobile"
+    position = F.element_at(F.create_map(*[F.lit(x) for kv in POSITION_EFFECT.items() for x in kv]),
+                            F.col("position")) * F.when(mobile, MOBILE_POSITION_SLOPE).otherwise(1.0)
+    hour_effect = (F.when(hour < 6, -0.3)
+                   .when(hour.isin(*EVENING), F.when(mobile, 0.35).otherwise(0.15))
+                   .when(hour.isin(*WORK_HOURS) & (device == "desktop"), 0.25).otherwise(0.0))
+    fatigue = (FATIGUE + F.when(creative == "video", FATIGUE_VIDEO).otherwise(0.0)) * F.log1p(
+        F.col("prior_exposures"))
+    viewable_ms = F.when(creative == "video", 2000).otherwise(1000)
+    return (F.lit(intercept) + F.col("user_bias") + F.col("ad_bias") + F.col("pub_bias") + position
+            + _lookup(DEVICE_EFFECT, device) + _lookup(CREATIVE_EFFECT, creative)
+            + _lookup(CREATIVE_X_DEVICE, creative, device) + hour_effect
+            + F.when(F.col("ad_category") == F.col("favourite_category"), FAVOURITE_CATEGORY).otherwise(0.0)
+            + F.coalesce("aff_seg", F.lit(0.0)) + F.coalesce("aff_pub", F.lit(0.0)) - fatigue
+            + F.when(F.col("in_view_ms") >= viewable_ms, 0.2).otherwise(0.0))
 
 
 def natural_clicks(imp: DataFrame, cfg: GeneratorConfig, clean: CleanConfig) -> DataFrame:

@@ -3,11 +3,16 @@
 Generic over the table: the label, split, group, id and date columns and the
 feature lists (or prefixes) come from ``TrainConfig``. Missing-value policy,
 the same for every model family: a null (or NaN) numeric feature is *missing* (NaN,
-never 0: a zero is a real value, e.g. no impressions yesterday), a null
-categorical code is 0 (the vocabulary's unknown/rare code).
+never 0: a zero is a real value, e.g. no impressions yesterday). A categorical
+feature stays raw here (as text); the trainer's vocabulary (encoding.py), fitted on
+the train split, turns it into codes, with null, rare and unseen values as 0.
+
+A table that cannot be trained on raises ``TableError`` naming the column and the
+fix; jobs/train.py turns it into exit 2 before any MLflow run starts.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +22,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from pipelines.config import TrainConfig
+from pipelines.train.encoding import NotEncodable, check_encodable
 
 SPLITS = ("train", "validation", "test")
+
+
+class TableError(ValueError):
+    """The training table cannot be trained on as it is; the message names the column and the fix."""
 
 
 @dataclass(frozen=True)
@@ -35,30 +45,71 @@ class FeatureSet:
         return FeatureSet(tuple(c for c in self.numeric if marker not in c),
                           tuple(c for c in self.categorical if marker not in c))
 
+    def without_history(self, pattern: str) -> "FeatureSet":
+        """Contextual features only: drop every feature whose name matches the regex ``pattern``."""
+        history = re.compile(pattern)
+        return FeatureSet(tuple(c for c in self.numeric if not history.search(c)),
+                          tuple(c for c in self.categorical if not history.search(c)))
+
+
+    def only_history(self, pattern: str) -> "FeatureSet":
+        """History features only: keep the features whose name matches the regex ``pattern``."""
+        history = re.compile(pattern)
+        return FeatureSet(tuple(c for c in self.numeric if history.search(c)),
+                          tuple(c for c in self.categorical if history.search(c)))
+
+
+ABLATIONS = ("entity_only", "contextual_only", "history_only")
+
+
+def ablations(fs: FeatureSet, tr: TrainConfig) -> dict[str, FeatureSet]:
+    """The feature sets of train.ablations: name -> features; one that drops nothing or everything is left out.
+
+    entity_only drops cross-entity features (train.cross_marker), contextual_only the
+    windowed history (train.history_pattern), history_only keeps nothing but that history.
+    """
+    subsets = {"entity_only": lambda: fs.without_cross(tr.cross_marker),
+               "contextual_only": lambda: fs.without_history(tr.history_pattern),
+               "history_only": lambda: fs.only_history(tr.history_pattern)}
+    out = {name: subsets[name]() for name in tr.ablations}
+    return {name: sub for name, sub in out.items() if sub.columns and sub != fs}
+
 
 def resolve_features(df: DataFrame, tr: TrainConfig) -> FeatureSet:
-    """Explicit lists win; an empty list means every column with the prefix. Raises ValueError with the reason."""
+    """Explicit lists win; an empty list means every column with the prefix. Raises TableError with the reason.
+
+    Required: the label, split, date and id columns. The group (user) column and the
+    neg_keep_rate column are optional: without a group GAUC is skipped, without a
+    keep rate every row counts once (1.0).
+    """
     types = {f.name: f.dataType for f in df.schema.fields}
     reserved = {tr.label_col, tr.split_col, tr.group_col, tr.date_col, tr.id_col, tr.neg_keep_rate_col}
-    required = reserved - {tr.neg_keep_rate_col}
-    missing = sorted(required - set(types))
-    if missing:
-        raise ValueError(f"training set has no column {missing[0]!r} (named in train.*_col)")
+    for col, key in ((tr.label_col, "label_col"), (tr.split_col, "split_col"), (tr.date_col, "date_col"),
+                     (tr.id_col, "id_col")):
+        if col not in types:
+            raise TableError(f"training table has no column {col!r}: add it, or name the right one in "
+                             f"train.{key}")
 
-    def pick(explicit: tuple[str, ...], prefix: str) -> tuple[str, ...]:
+    def pick(explicit: tuple[str, ...], prefix: str, kind: str) -> tuple[str, ...]:
         cols = explicit or tuple(c for c in types if c.startswith(prefix) and c not in reserved)
         absent = [c for c in cols if c not in types]
         if absent:
-            raise ValueError(f"training set has no feature column {absent[0]!r}")
-        wrong = [c for c in cols if not isinstance(types[c], NumericType)]
-        if wrong:
-            raise ValueError(f"feature column {wrong[0]!r} is {types[wrong[0]].simpleString()}, not numeric")
+            raise TableError(f"training table has no feature column {absent[0]!r} (listed in train.{kind}_features)")
         return tuple(cols)
 
-    fs = FeatureSet(pick(tr.numeric_features, tr.numeric_prefix), pick(tr.categorical_features, tr.categorical_prefix))
+    fs = FeatureSet(pick(tr.numeric_features, tr.numeric_prefix, "numeric"),
+                    pick(tr.categorical_features, tr.categorical_prefix, "categorical"))
+    wrong = [c for c in fs.numeric if not isinstance(types[c], NumericType)]
+    if wrong:
+        raise TableError(f"numeric feature column {wrong[0]!r} is {types[wrong[0]].simpleString()}: cast it to a "
+                         f"number, or list it under train.categorical_features")
+    try:
+        check_encodable(df, fs.categorical)
+    except NotEncodable as err:
+        raise TableError(str(err)) from None
     if not fs.columns:
-        raise ValueError(f"no feature columns: none listed and none start with {tr.numeric_prefix!r} "
-                         f"or {tr.categorical_prefix!r}")
+        raise TableError(f"no feature columns: none listed in train.numeric_features / categorical_features and "
+                         f"none start with {tr.numeric_prefix!r} or {tr.categorical_prefix!r}")
     return fs
 
 
@@ -68,21 +119,25 @@ def _missing_as_null(x: Column) -> Column:
 
 
 def prepare(df: DataFrame, tr: TrainConfig, fs: FeatureSet) -> DataFrame:
-    """Typed model input: id, group, split, label (0/1 int), neg_keep_rate, numeric doubles (null kept), codes (null -> 0).
+    """Typed model input: id, group, split, label, neg_keep_rate, numeric doubles (null kept), raw categories as text.
 
-    Rows with a null label or a split outside train/validation/test are dropped:
-    they cannot be learned from or evaluated.
+    Rows whose split is outside train/validation/test are left out (they are neither
+    learned from nor evaluated); the label is checked to be 0/1 by ``check_splits``.
+    Without a group column the group is null (GAUC is then skipped).
     """
     w = F.col(tr.neg_keep_rate_col).cast("double") if tr.neg_keep_rate_col in df.columns else F.lit(1.0)
-    return (df.where(F.col(tr.label_col).isNotNull() & F.col(tr.split_col).isin(*SPLITS))
+    group = F.col(tr.group_col) if tr.group_col in df.columns else F.lit(None)
+    label = F.col(tr.label_col).cast("double")
+    return (df.where(F.col(tr.split_col).isin(*SPLITS))
             .select(F.col(tr.id_col).cast("string").alias(tr.id_col),
-                    F.col(tr.group_col).cast("string").alias(tr.group_col),
+                    group.cast("string").alias(tr.group_col),
                     F.col(tr.date_col),
                     F.col(tr.split_col),
-                    F.col(tr.label_col).cast("int").alias(tr.label_col),
+                    # Anything but 0/1 (0.5, "yes", null) becomes null here and check_splits refuses it.
+                    F.when(label.isin(0.0, 1.0), label.cast("int")).alias(tr.label_col),
                     w.alias(tr.neg_keep_rate_col),
                     *[_missing_as_null(F.col(c).cast("double")).alias(c) for c in fs.numeric],
-                    *[F.coalesce(F.col(c).cast("int"), F.lit(0)).alias(c) for c in fs.categorical]))
+                    *[F.col(c).cast("string").alias(c) for c in fs.categorical]))
 
 
 def matrix(pdf: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:

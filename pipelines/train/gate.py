@@ -10,7 +10,9 @@ def decide_promotion(new: dict[str, float], champion: dict[str, float] | None,
 
     A new model becomes champion only if its overall calibration (predicted over
     actual clicks) is within ``tolerance`` of 1 and its normalized entropy is no
-    worse than the champion's; with no champion, calibration alone decides.
+    worse than the champion's. The first model, with no champion to beat, must
+    beat a constant instead (NE below 1): then it is promoted, so a new warehouse
+    has something to score with after its first training.
     """
     calib = new.get("calibration", math.nan)
     # 1e-12: 1.02 - 1.0 is 0.020000000000000018 in floating point, and exactly 2% is within 2%.
@@ -20,7 +22,9 @@ def decide_promotion(new: dict[str, float], champion: dict[str, float] | None,
     if not math.isfinite(new.get("ne", math.nan)):
         return False, "normalized entropy is not a number"
     if champion is None:
-        return True, f"no champion yet; NE {new['ne']:.5f}, calibration {calib:.4f}"
+        if new["ne"] >= 1.0:
+            return False, f"no champion yet, but NE {new['ne']:.5f} does not beat a constant CTR (NE 1.0)"
+        return True, f"no champion yet; NE {new['ne']:.5f} < 1, calibration {calib:.4f}"
     if new["ne"] > champion["ne"]:
         return False, f"NE {new['ne']:.5f} is worse than the champion's {champion['ne']:.5f} on the same test days"
     return True, (f"NE {new['ne']:.5f} <= champion's {champion['ne']:.5f} on the same test days, "

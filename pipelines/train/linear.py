@@ -24,8 +24,12 @@ FEATURES = "_lr_features"
 
 
 def _fit(train: DataFrame, label: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
-         tr: TrainConfig) -> tuple[OneHotLinear, LogisticRegressionModel, DataFrame]:
+         tr: TrainConfig, standardization: bool = True) -> tuple[OneHotLinear, LogisticRegressionModel, DataFrame]:
     """Fit LR on train rows; numeric nulls filled with the train mean and flagged.
+
+    ``standardization`` scales each input by its spread before the L2 penalty: right for
+    numeric inputs on different scales, wrong for one-hot leaves alone, where it divides a
+    rare leaf's penalty by its small spread and lets a few rows set its weight.
 
     Returns the numpy copy, Spark's model and its design frame (the last two for tests).
     """
@@ -47,7 +51,7 @@ def _fit(train: DataFrame, label: str, numeric: tuple[str, ...], categorical: tu
     frame = VectorAssembler(inputCols=inputs, outputCol=FEATURES).transform(frame)
     model: LogisticRegressionModel = LogisticRegression(
         featuresCol=FEATURES, labelCol="label", regParam=tr.lr_reg_param, elasticNetParam=0.0,
-        maxIter=tr.lr_max_iter, standardization=True).fit(frame)
+        maxIter=tr.lr_max_iter, standardization=standardization).fit(frame)
     coef = model.coefficients.toArray()
     k = len(numeric)
     tables, at = [], 2 * k
@@ -85,5 +89,5 @@ def train_gbdt_lr(train: DataFrame, trees: XgbScorer, tr: TrainConfig) -> GbdtLr
     """LR over the one-hot leaves of the first ``gbdt_lr_trees`` trees (fewer if early stopping kept fewer)."""
     n_trees = min(tr.gbdt_lr_trees, trees.booster().num_boosted_rounds())
     leaves = with_leaves(train, trees, n_trees, [tr.label_col])
-    linear = _fit(leaves, tr.label_col, (), tuple(f"leaf_{t}" for t in range(n_trees)), tr)[0]
+    linear = _fit(leaves, tr.label_col, (), tuple(f"leaf_{t}" for t in range(n_trees)), tr, standardization=False)[0]
     return GbdtLrScorer(trees, n_trees, linear)

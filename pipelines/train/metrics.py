@@ -90,12 +90,37 @@ def achievable_share(model_log_loss: float, baseline_log_loss: float, bayes_log_
     return float((baseline_log_loss - model_log_loss) / gap) if gap > 0 else float("nan")
 
 
+def worst_decile_calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Largest |predicted / actual - 1| over the equal-count deciles (nan if a decile has no click)."""
+    ratios = calibration_deciles(y, p, bins)["ratio"].to_numpy()
+    return float(np.max(np.abs(ratios - 1.0))) if len(ratios) and not np.isnan(ratios).any() else float("nan")
+
+
+def against_truth(y: np.ndarray, p: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Bayes log loss and the share of achievable reduction, on the test rows whose true probability is known.
+
+    Rows without truth (null / NaN) are left out of all three log losses - model,
+    constant and Bayes - and counted in ``truth_uncovered_rows``, never silently.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    covered = ~np.isnan(truth)
+    out = {"truth_covered_rows": float(covered.sum()), "truth_uncovered_rows": float((~covered).sum())}
+    if not covered.any():
+        return out
+    y, p, truth = np.asarray(y)[covered], np.asarray(p)[covered], truth[covered]
+    base, model, bayes = entropy(float(np.mean(y))), log_loss(y, p), log_loss(y, truth)
+    out.update({"bayes_log_loss": bayes, "bayes_ne": bayes / base, "covered_ne": model / base,
+                "achievable_share": achievable_share(model, base, bayes)})
+    return out
+
+
 def evaluate(y: np.ndarray, p: np.ndarray, group: np.ndarray, bayes_log_loss: float | None = None) -> dict[str, float]:
     """Every scalar metric of the results table, on one set of test rows."""
     ll = log_loss(y, p)
     base = entropy(float(np.mean(y)))
     out = {"auc": auc(y, p), "log_loss": ll, "ne": ll / base, "gauc": gauc(y, p, group),
            "calibration": overall_calibration(y, p), "ece": expected_calibration_error(y, p),
+           "worst_decile_calibration": worst_decile_calibration(y, p),
            "baseline_log_loss": base, "test_rows": float(len(y)), "test_ctr": float(np.mean(y))}
     if bayes_log_loss is not None:
         out["bayes_log_loss"] = bayes_log_loss

@@ -14,6 +14,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from pipelines.train.calibration import Calibrator
+from pipelines.train.encoding import Vocabulary
 from pipelines.train.features import FeatureSet, matrix
 
 
@@ -123,27 +124,41 @@ class GbdtLrScorer:
 
 @dataclass
 class CtrModel:
-    """What is logged and served: a scorer plus its calibrator; ``predict`` gives calibrated CTR."""
+    """What is logged and served: vocabulary, scorer and calibrator; ``predict`` takes raw values, gives calibrated CTR.
+
+    The vocabulary was fitted on this model's train split and is part of the model:
+    a training set rebuilt later, with other values, does not change what it scores.
+    """
     family: str
     scorer: object
     calibrator: Calibrator
+    vocabulary: Vocabulary | None = None   # None: categorical columns already hold codes (models before it existed)
 
     @property
     def features(self) -> FeatureSet:
         return self.scorer.features
 
-    def predict(self, pdf: pd.DataFrame) -> np.ndarray:
-        """Calibrated click probability; a null code is 0 (unknown), as in training (features.prepare)."""
+    def encode(self, pdf: pd.DataFrame) -> pd.DataFrame:
+        if self.vocabulary is not None:
+            return self.vocabulary.encode_pandas(pdf)
         if self.features.categorical:
-            pdf = pdf.fillna({c: 0 for c in self.features.categorical})
-        return self.calibrator(self.scorer.predict_raw(pdf))
+            return pdf.fillna({c: 0 for c in self.features.categorical})
+        return pdf
+
+    def uncalibrated(self, pdf: pd.DataFrame) -> np.ndarray:
+        """The scorer's probability on raw rows (before undoing downsampling and isotonic calibration)."""
+        return self.scorer.predict_raw(self.encode(pdf))
+
+    def predict(self, pdf: pd.DataFrame) -> np.ndarray:
+        """Calibrated click probability from raw feature values; null, rare and unseen categories are code 0."""
+        return self.calibrator(self.uncalibrated(pdf))
 
 
 def score(df: DataFrame, model: object, out_col: str, keep: list[str], method: str = "predict_raw") -> DataFrame:
     """``keep`` columns plus ``out_col`` (double): ``model.<method>`` for every row, on the executors.
 
-    ``predict_raw`` of a scorer gives the uncalibrated probability, ``predict``
-    of a CtrModel the calibrated one.
+    ``predict_raw`` of a scorer gives the uncalibrated probability on coded rows,
+    ``uncalibrated`` of a CtrModel the same on raw rows, ``predict`` the calibrated one.
     """
     cols = list(dict.fromkeys(keep + list(model.features.columns)))
 
