@@ -282,6 +282,8 @@ def _validate_gold(cfg: AppConfig) -> None:
     for stat in ts.stats:
         _require(stat in FEATURE_STATS, f"training_set.stats: unknown statistic {stat!r} "
                                         f"(choose from {', '.join(FEATURE_STATS)})")
+    for name in ts.same_day:
+        _require(name in gold.entities, f"training_set.same_day: {name!r} is not one of gold.entities")
     for col in ts.categorical:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")

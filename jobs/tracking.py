@@ -86,11 +86,22 @@ def log_model_run(model: CtrModel, name: str, params: dict[str, Any], metrics: d
 
 
 def champion_model(registered: str) -> tuple[CtrModel, str] | None:
-    """The CtrModel behind alias ``champion`` and its version, or None when there is none."""
+    """The CtrModel behind alias ``champion`` and its version, or None when there is none.
+
+    Only "no such registered model" and "no champion alias on it" mean none; any other
+    registry or tracking failure (a server down, a broken store) is raised, so a job never
+    mistakes a hiccup for an empty registry and promotes a model on calibration alone.
+    """
+    client = MlflowClient()
     try:
-        version = MlflowClient().get_model_version_by_alias(registered, "champion")
-    except MlflowException:
+        model = client.get_registered_model(registered)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if "champion" not in (model.aliases or {}):
         return None
+    version = client.get_model_version_by_alias(registered, "champion")
     loaded = mlflow.pyfunc.load_model(f"models:/{registered}@champion")
     return loaded.unwrap_python_model().model, version.version
 

@@ -43,7 +43,9 @@ from pipelines.training_set import (  # noqa: E402
     feature_names,
     join_features,
     raw_categories,
+    same_day_names,
     span,
+    with_same_day_counts,
 )
 
 log = logging.getLogger("ctr.training_set")
@@ -90,15 +92,17 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
 
     # Checkpointed (not only cached): the dimension joins and ten entity joins in one
     # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
-    rows = assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
-                         ts.test_days).localCheckpoint(eager=True)
+    rows = with_same_day_counts(
+        assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
+                      ts.test_days), gold.entities, ts.same_day).localCheckpoint(eager=True)
     features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(first),
                                                                                                  F.lit(last)))
     priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(first),
                                                                                              F.lit(last)))
     small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
                   if r["n"] <= gold.broadcast_max_keys)
-    names = feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for)
+    names = feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for) + same_day_names(
+        ts.same_day)
     joined = join_features(rows, features, priors, gold.entities, gold.windows_days, ts.stats,
                            gold.distinct_users_for, broadcast_entities=small).localCheckpoint(eager=True)
     labelled = (joined.withColumn("label", F.col("clicked").cast("int"))

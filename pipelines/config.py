@@ -85,6 +85,8 @@ class TrainingSetConfig:
     seed: int
     # statistics of each entity and window that become feature columns
     stats: tuple[str, ...]
+    # entities (of gold.entities) whose impressions earlier on the row's own day are counted (f_<entity>_imps_today)
+    same_day: tuple[str, ...]
     # raw columns that become c_<column> (the model's vocabulary encodes them: train.min_category_count)
     categorical: tuple[str, ...]
 

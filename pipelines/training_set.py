@@ -119,6 +119,30 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
                       F.hour("event_ts").cast("double").alias("f_hour"))
 
 
+def same_day_names(same_day: tuple[str, ...]) -> list[str]:
+    return [f"f_{entity}_imps_today" for entity in same_day]
+
+
+def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: tuple[str, ...]) -> DataFrame:
+    """Add ``f_<entity>_imps_today``: the key's impressions earlier on the row's own day (doubles).
+
+    Day-level snapshots see nothing of the impression's own day, yet fatigue starts with
+    the second exposure of the morning. The count covers impressions strictly before the
+    row's event_ts (a tie in time is not "earlier"), so nothing at or after the row leaks
+    in; a scorer holding the day's impression log has the same number. A row whose key
+    is unknown (a null part) gets null.
+    """
+    out = rows
+    for entity in same_day:
+        key = entity_key(entities[entity])
+        # 1. Same key, same event day; 2. ordered by time in microseconds; 3. everything strictly earlier.
+        earlier = (Window.partitionBy(key, F.col("event_date")).orderBy(F.unix_micros(F.col("event_ts")))
+                   .rangeBetween(Window.unboundedPreceding, -1))
+        out = out.withColumn(f"f_{entity}_imps_today",
+                             F.when(key.isNotNull(), F.count(F.lit(1)).over(earlier).cast("double")))
+    return out
+
+
 def assign_splits(rows: DataFrame, end: date, train_days: int, validation_days: int, test_days: int) -> DataFrame:
     """Add ``split`` by event day: the last test_days end at ``end``, validation before, train before that.
 

@@ -15,6 +15,7 @@ from pipelines.training_set import (
     downsample_negatives,
     join_features,
     raw_categories,
+    with_same_day_counts,
 )
 
 ENTITIES = {"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad_id")}
@@ -239,3 +240,20 @@ def test_negative_downsampling_keeps_positives_and_other_splits_and_records_the_
     assert stats[("train", 1)] == (90, 0.2)
     assert stats[("test", 1)] == (10, 1.0) and stats[("test", 0)] == (90, 1.0)
     assert 810 * 0.2 * 0.7 < stats[("train", 0)][0] < 810 * 0.2 * 1.3
+
+
+def test_same_day_counts_see_only_strictly_earlier_impressions_of_the_day(spark):
+    rows = spark.createDataFrame([
+        ("i1", date(2025, 3, 2), datetime(2025, 3, 2, 8, 0, 0), "u1", "a1"),
+        ("i2", date(2025, 3, 2), datetime(2025, 3, 2, 9, 0, 0), "u1", "a1"),
+        ("i3", date(2025, 3, 2), datetime(2025, 3, 2, 9, 0, 0), "u1", "a2"),   # same time as i2: not earlier
+        ("i4", date(2025, 3, 2), datetime(2025, 3, 2, 9, 0, 1), "u1", "a1"),
+        ("i5", date(2025, 3, 3), datetime(2025, 3, 3, 0, 0, 0), "u1", "a1"),   # a new day starts at zero
+        ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7, 0, 0), None, "a1")],  # unknown user: no key, null
+        "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string")
+    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad")).select(
+        "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
+    expected = spark.createDataFrame([("i1", 0.0, 0.0), ("i2", 1.0, 1.0), ("i3", 1.0, 0.0), ("i4", 3.0, 2.0),
+                                      ("i5", 0.0, 0.0), ("i6", None, None)],
+                                     "impression_id string, f_user_imps_today double, f_user_x_ad_imps_today double")
+    assertDataFrameEqual(out, expected)

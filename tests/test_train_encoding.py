@@ -151,3 +151,26 @@ def test_a_table_that_cannot_be_trained_on_exits_2_naming_the_column(spark, raw_
     assert client.search_registered_models() == []
     exp = client.get_experiment_by_name("raw-tables")
     assert exp is None or client.search_runs([exp.experiment_id]) == []
+
+
+def test_only_a_missing_model_or_alias_means_no_champion_other_registry_errors_raise(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+    from mlflow.tracking import MlflowClient
+
+    from jobs import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    tracking.setup("registry-errors")
+    assert tracking.champion_model("nothing_registered") is None
+    MlflowClient().create_registered_model("no_alias_yet")
+    assert tracking.champion_model("no_alias_yet") is None
+
+    def down(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise MlflowException("tracking server unavailable", INTERNAL_ERROR)
+
+    monkeypatch.setattr(MlflowClient, "get_registered_model", down)
+    with pytest.raises(MlflowException, match="unavailable"):
+        tracking.champion_model("no_alias_yet")
+    assert mlflow.active_run() is None
