@@ -28,7 +28,7 @@ FEATURES = ("entity string, key string, as_of_date date, imps_7d long, clicks_7d
             "last_click_ts timestamp")
 TRAINING = ("impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, label int, "
             "converted int, split string, neg_keep_rate double, f_ad_ctr_7d double, f_user_imps_7d double, "
-            "c_position int")
+            "c_position string")
 
 
 def bronze_imp(i: int) -> dict:
@@ -67,7 +67,7 @@ def features(i: int) -> dict:
 
 def training(i: int) -> dict:
     return dict(impression_id=f"i{i}", event_date=D, event_ts=TS, user_id="u1", ad_id="a1", label=i % 2,
-                converted=0, split="train", neg_keep_rate=0.5, f_ad_ctr_7d=0.03, f_user_imps_7d=12.0, c_position=1)
+                converted=0, split="train", neg_keep_rate=0.5, f_ad_ctr_7d=0.03, f_user_imps_7d=12.0, c_position="1")
 
 
 # suite -> (ddl, row factory, partition column, key column, a rate column and its bad value)
