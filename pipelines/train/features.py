@@ -45,18 +45,15 @@ class FeatureSet:
         return FeatureSet(tuple(c for c in self.numeric if marker not in c),
                           tuple(c for c in self.categorical if marker not in c))
 
-    def without_history(self, pattern: str) -> "FeatureSet":
-        """Contextual features only: drop every feature whose name matches the regex ``pattern``."""
+    def split_history(self, pattern: str) -> tuple["FeatureSet", "FeatureSet"]:
+        """(contextual, history): the features whose name does not / does match the regex ``pattern``."""
         history = re.compile(pattern)
-        return FeatureSet(tuple(c for c in self.numeric if not history.search(c)),
-                          tuple(c for c in self.categorical if not history.search(c)))
 
+        def part(keep: bool) -> FeatureSet:
+            return FeatureSet(tuple(c for c in self.numeric if bool(history.search(c)) == keep),
+                              tuple(c for c in self.categorical if bool(history.search(c)) == keep))
 
-    def only_history(self, pattern: str) -> "FeatureSet":
-        """History features only: keep the features whose name matches the regex ``pattern``."""
-        history = re.compile(pattern)
-        return FeatureSet(tuple(c for c in self.numeric if history.search(c)),
-                          tuple(c for c in self.categorical if history.search(c)))
+        return part(False), part(True)
 
 
 ABLATIONS = ("entity_only", "contextual_only", "history_only")
@@ -68,10 +65,10 @@ def ablations(fs: FeatureSet, tr: TrainConfig) -> dict[str, FeatureSet]:
     entity_only drops cross-entity features (train.cross_marker), contextual_only the
     windowed history (train.history_pattern), history_only keeps nothing but that history.
     """
-    subsets = {"entity_only": lambda: fs.without_cross(tr.cross_marker),
-               "contextual_only": lambda: fs.without_history(tr.history_pattern),
-               "history_only": lambda: fs.only_history(tr.history_pattern)}
-    out = {name: subsets[name]() for name in tr.ablations}
+    contextual, history = fs.split_history(tr.history_pattern)
+    subsets = {"entity_only": fs.without_cross(tr.cross_marker), "contextual_only": contextual,
+               "history_only": history}
+    out = {name: subsets[name] for name in tr.ablations}
     return {name: sub for name, sub in out.items() if sub.columns and sub != fs}
 
 
