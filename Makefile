@@ -11,9 +11,9 @@ export PYTHONPATH := $(CURDIR)
 
 LANDING ?= data/landing
 WAREHOUSE ?= data/warehouse
-DEMO_DAYS ?= 6
-# the demo's last night trains (--train): conf/overlays/demo_training.yaml (a 2/1/1-day training set after a
-# day of history); DEMO_CONFIG= leaves it out and follows the base schedule
+DEMO_DAYS ?= 7
+# the demo's last night trains (--train): conf/overlays/demo_training.yaml (a 2/1/1-day training set after two
+# days of history); DEMO_CONFIG= leaves it out and follows the base schedule
 DEMO_CONFIG ?= conf/overlays/demo_training.yaml
 DEMO_START ?= 2025-03-01
 DEMO_IMPRESSIONS ?= 100000
@@ -22,7 +22,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality training-set train score mlflow-ui clean \
+.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality bench-parity training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -45,7 +45,7 @@ jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cach
 test: $(STAMP) $(JARS_STAMP)  ## run the test suite
 	$(PY) -m pytest
 
-demo: $(STAMP) $(JARS_STAMP)  ## generate 6 days of sample logs and run the nightly pipeline on them; the last night trains
+demo: $(STAMP) $(JARS_STAMP)  ## generate 7 days of sample logs and run the nightly pipeline on them; the last night trains and scores
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
 	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
 	last=$$($(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | tail -n 1); \
@@ -91,8 +91,11 @@ training-set: $(STAMP) $(JARS_STAMP)  ## build the point-in-time training set [E
 train: $(STAMP) $(JARS_STAMP)  ## train, evaluate and gate the CTR models on the training set [WAREHOUSE=...]
 	$(SPARK_SUBMIT) jobs/train.py --landing $(LANDING) --warehouse $(WAREHOUSE)
 
-score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: calibrated CTR for a day with the champion
+score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: the champion's calibrated CTR for every impression landed that day
 	$(SPARK_SUBMIT) jobs/score.py --date $(DATE) --warehouse $(WAREHOUSE)
+
+bench-parity: $(STAMP) $(JARS_STAMP)  ## what the training/serving parity rule changes and costs, on a warehouse whose nights ran (after make demo)
+	$(PY) bench/parity_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG))
 
 bench-train: $(STAMP) $(JARS_STAMP)  ## distributed vs single-process XGBoost/LightGBM, results table (ROWS=...)
 	$(PY) bench/train_bench.py --rows $${ROWS:-500000}

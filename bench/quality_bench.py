@@ -11,8 +11,9 @@
 2. Run the real nightly job (ingest, silver, gold, each with its quality gate) for every day,
    training off, in one SparkSession.
 3. Build the point-in-time training set ending at the newest closed day: 1 test day, 1
-   validation day, and every closed day before them but the first (which only gives the
-   others history) as train days.
+   validation day, and every closed day before them but the first two (which only give the
+   others history, features being as of the day before: training_set.snapshot_lag_days) as
+   train days.
 4. Train every family and the ablations (per-entity only, contextual only, history only)
    with jobs/train.run_train, under one MLflow parent run (a child run per model), and
    measure each against the truth: AUC, log loss, NE, GAUC, calibration overall and the
@@ -136,16 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     # Arrival days: the ones given, or the ones to generate; the last night closes the day before it.
     n_days = len(list((landing / "impressions").glob("dt=*"))) if args.landing else args.days
     closed = n_days - 1
-    if closed - 3 < 1:
-        parser.error(f"{n_days} arrival days close {closed} label days: at least 4 are needed "
-                     f"(history, train, validation, test)")
+    # The first two closed days only give history: a row of day E gets the snapshot as of E - 1
+    # (training_set.snapshot_lag_days), which holds days before E - 1.
+    if closed - 4 < 1:
+        parser.error(f"{n_days} arrival days close {closed} label days: at least 5 are needed "
+                     f"(two of history, train, validation, test)")
     overrides = {
         "paths": {"landing": str(landing), "warehouse": str(warehouse)},
         # No behavioural-bot users: the bench measures models, and the edge users planted at the
         # limits (valid, with scripted clicks and no true probability) would be most of a small test day.
         "generator": {"start_date": start.isoformat(), "days": n_days, "impressions_per_day": args.impressions,
                       "seed": args.seed, "rates": {"sivt_users": 0}},
-        "training_set": {"train_days": closed - 3, "validation_days": 1, "test_days": 1},
+        "training_set": {"train_days": closed - 4, "validation_days": 1, "test_days": 1},
         "train": {"ablation": True, "ablations": ["entity_only", "contextual_only", "history_only"],
                   "schedule": "off", "experiment": "ctr-bench-quality", "registered_model": "ctr_bench_quality"}}
     cfg = load_config("local", [BENCH_CONF, *args.config], overrides)

@@ -119,7 +119,7 @@ def check_paths(cfg: AppConfig, args: argparse.Namespace) -> None:
     # quality.results_dir and the jobs' path options are taken as given (relative to the working folder).
     checked = {named["landing"]: landing, named["warehouse"]: warehouse}
     under_roots = {"train.table": cfg.train.table, "train.truth": cfg.train.truth,
-                   "train.scores_table": cfg.train.scores_table}
+                   "train.scores_table": cfg.train.scores_table, "score.monitoring_table": cfg.score.monitoring_table}
     as_given = {"quality.results_dir": cfg.quality.results_dir,
                 **{f"--{o}": getattr(args, o, None) for o in _JOB_PATH_OPTIONS}}
     for what, value in {**under_roots, **as_given}.items():

@@ -29,6 +29,7 @@ from pipelines.config import (
     PathsConfig,
     QualityConfig,
     SparkConfig,
+    ScoreConfig,
     TrainingSetConfig,
     TrainConfig,
 )
@@ -282,6 +283,8 @@ def _validate_gold(cfg: AppConfig) -> None:
     for stat in ts.stats:
         _require(stat in FEATURE_STATS, f"training_set.stats: unknown statistic {stat!r} "
                                         f"(choose from {', '.join(FEATURE_STATS)})")
+    _require(0 <= ts.snapshot_lag_days <= 7, f"training_set.snapshot_lag_days must be 0 .. 7, got "
+                                              f"{ts.snapshot_lag_days}")
     for name in ts.same_day:
         _require(name in gold.entities, f"training_set.same_day: {name!r} is not one of gold.entities")
     for col in ts.categorical:
@@ -313,6 +316,8 @@ def _validate_train(tr: TrainConfig) -> None:
     _require(tr.lgbm_max_valid_rows >= 100 and tr.eval_max_rows >= 100,
              "train.lgbm_max_valid_rows and train.eval_max_rows must be at least 100")
     _require(0.0 < tr.calibration_tolerance < 1.0, "train.calibration_tolerance must be in (0, 1)")
+    _require(tr.calibration_tolerance <= tr.first_calibration_tolerance < 1.0,
+             "train.first_calibration_tolerance must be in [train.calibration_tolerance, 1)")
     names = [tr.label_col, tr.split_col, tr.group_col, tr.date_col, tr.id_col, tr.neg_keep_rate_col]
     # Column names reach Spark SQL text (score.py's replaceWhere on date_col): identifiers only.
     for name in (*names, *tr.numeric_features, *tr.categorical_features):
@@ -394,7 +399,8 @@ def load_config(
     built = {}
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
                       ("clean", CleanConfig), ("generator", GeneratorConfig), ("gold", GoldConfig),
-                      ("training_set", TrainingSetConfig), ("train", TrainConfig), ("quality", QualityConfig)):
+                      ("training_set", TrainingSetConfig), ("train", TrainConfig), ("quality", QualityConfig),
+                      ("score", ScoreConfig)):
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
@@ -403,6 +409,9 @@ def load_config(
     _validate_gold(cfg)
     _validate_train(cfg.train)
     _validate_quality(cfg.quality)
+    sc = cfg.score
+    _require(sc.ne_tolerance > 0 and sc.calibration_tolerance > 0,
+             "score.ne_tolerance and score.calibration_tolerance must be > 0")
     return cfg
 
 

@@ -7,7 +7,9 @@ bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature
 snapshot as of the day after it), and on the nights train.schedule names (or
 with --train) training: the point-in-time training set ending at the closed day,
-then the models, tracked in MLflow (jobs/nightly_training.py). After each stage
+then the models, tracked in MLflow (jobs/nightly_training.py); then, with
+score.nightly, the night's landed impressions scored with the champion, and
+every night the stored scores of the closed day monitored (jobs/score.py). After each stage
 its quality gate validates what it wrote and either publishes it or restores the
 tables and stops the night with exit code 3 (later stages do not run). Writes
 the run report to <warehouse>/reports/dt=<date>/run_report.json and a readable
@@ -53,8 +55,26 @@ def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
              *[f"- {k}: {'passed' if g['passed'] else 'FAILED'}, {len(g['warnings'])} warnings"
                + "".join(f"\n  - warning: {w}" for w in g["warnings"]) for k, g in gates.items()],
              "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", "",
-             *nightly_training.markdown(report.get("training"))]
+             *nightly_training.markdown(report.get("training")), *score_markdown(report)]
     return "\n".join(lines)
+
+
+def score_markdown(report: dict) -> list[str]:
+    scoring, monitoring = report.get("scoring"), report.get("score_monitoring")
+    if not scoring and not monitoring:
+        return []
+    lines = ["## Scores", ""]
+    if scoring:
+        lines.append(f"- scored: {scoring['rows']:,} impressions landed tonight with {scoring['model_name']} "
+                     f"v{scoring['model_version']} into {scoring['table']}" if scoring["status"] == "scored"
+                     else f"- scoring {scoring['status']}: {scoring.get('reason') or scoring.get('error')}")
+    if monitoring:
+        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        lines.append(f"- scores of {monitoring['event_date']} against their closed labels: {monitoring['rows']:,} "
+                     f"rows, NE {fmt(monitoring['ne'])} (champion's test NE {fmt(monitoring['reference_ne'])}), "
+                     f"calibration {fmt(monitoring['calibration'])}, AUC {fmt(monitoring['auc'])}")
+        lines += [f"  - **warning**: {w}" for w in monitoring["warnings"]]
+    return [*lines, ""]
 
 
 def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
@@ -97,6 +117,7 @@ def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:  # noqa
     gold_gate = {"gold": report["gold"]["quality"]} if "quality" in report["gold"] else {}
     report["quality"] = {"ingest": ingest_gate, **report.get("quality", {}), **gold_gate}
     train_stage(spark, cfg, day, report, times, train)
+    score_stage(spark, cfg, day, report, times)
     log.info("report: %s", wh.report(day))
     return report
 
@@ -105,6 +126,47 @@ def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     storage.write_json(spark, wh.report(day), report)
     storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
+
+
+def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:  # noqa: ANN001
+    """After training: with score.nightly, score the impressions that landed tonight with the champion (the
+    one tonight's training may have promoted); then monitor the stored scores of the day whose labels closed.
+
+    No champion yet skips scoring with the reason. Any other failure (a registry error, a
+    missing snapshot) is recorded in the report and raised: the night's data is published
+    by then, and the scheduler sees the failure. Rewrites the report when it did anything.
+    """
+    from datetime import date as _date
+
+    from jobs.cli import UsageError
+    from jobs.score import monitor_day, run_score
+
+    started = time.monotonic()
+    stage_jobs(spark, "score", day)
+    try:
+        if cfg.score.nightly:
+            log.info("score dt=%s", day)
+            try:
+                report["scoring"] = {"status": "scored", **run_score(spark, cfg, day)}
+            except UsageError as err:
+                if "has no champion yet" not in str(err):
+                    raise
+                report["scoring"] = {"status": "skipped", "reason": str(err)}
+                log.info("scoring skipped: %s", err)
+        closed = report["closed_day"]
+        if closed["impressions"]:
+            event_day = _date.fromisoformat(closed["event_date"])
+            monitored = monitor_day(spark, cfg, event_day, day)   # None: nothing of that day was scored
+            if monitored:
+                report["score_monitoring"] = monitored
+    except BaseException as err:
+        report["scoring"] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        times["score"] = time.monotonic() - started
+        write_report(spark, Warehouse(cfg.paths.warehouse), day, report, times)
+        raise
+    times["score"] = time.monotonic() - started
+    if "scoring" in report or "score_monitoring" in report:
+        write_report(spark, Warehouse(cfg.paths.warehouse), day, report, times)
 
 
 def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],  # noqa: ANN001

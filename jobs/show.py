@@ -58,6 +58,8 @@ def main() -> int:
             print("   " + line)
         for line in training_lines(report["training"]) if "training" in report else []:
             print("   " + line)
+        for line in score_lines(report):
+            print("   " + line)
     print("\nWhere to look:")
     print(f"  landing logs        {landing}/{{impressions,clicks,conversions,dims}}/dt=*/...")
     print(f"  generator truth     {landing}/_truth/ (manifest, ground_truth, expected_counts.json)")
@@ -84,6 +86,21 @@ def main() -> int:
 
 def _figure(value: object, fmt: str = ".4f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) and value == value else "-"
+
+
+def score_lines(report: dict) -> list[str]:
+    """What the night scored and how the scores of the closed day did (jobs/score.py)."""
+    out, s, m = [], report.get("scoring"), report.get("score_monitoring")
+    if s and s.get("status") == "scored":
+        out.append(f"scored: {s['rows']:,} impressions landed on {report['date']} with {s['model_name']} "
+                   f"v{s['model_version']} ({s['family']}) -> {s['table']}")
+    elif s and s.get("status") != "skipped":
+        out.append(f"scoring {s['status']}: {s.get('error') or s.get('reason')}")
+    if m:
+        out.append(f"scores of {m['event_date']} against their labels: NE {_figure(m['ne'])}, calibration "
+                   f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows)")
+        out += [f"  warning: {w}" for w in m["warnings"]]
+    return out
 
 
 def champion_lines(reports: list[dict]) -> list[str]:

@@ -233,7 +233,8 @@ def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str, 
         except Exception as err:  # noqa: BLE001 - e.g. its feature columns are gone from this table
             reason = f"champion v{version} could not be scored on these test days ({err}); left in place"
             return family, False, reason, tracking.register(uri, tr.registered_model, False, reason, run_id)
-    promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance)
+    promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance,
+                                       tr.first_calibration_tolerance)
     return family, promote, reason, tracking.register(uri, tr.registered_model, promote, f"{family}: {reason}", run_id)
 
 

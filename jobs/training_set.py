@@ -4,7 +4,8 @@
 
 Covers train_days + validation_days + test_days event days ending at --end
 (default: the newest closed label day). Each impression gets the features of the
-snapshot as of its own event day, which holds only earlier days. Categorical
+snapshot as of its event day minus training_set.snapshot_lag_days (default 1: the
+snapshot a scorer of that day had, so jobs/score.py sees the same features). Categorical
 columns stay raw (``c_<column>``, text): the trainer fits their vocabulary on the
 train split and stores it in the model. Writes, replacing the previous set:
   gold/training_set            Delta, partitioned by event_date (schema: pipelines/training_set.py)
@@ -26,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs import storage  # noqa: E402
@@ -63,7 +64,7 @@ def newest_closed_day(spark: SparkSession, wh: Warehouse) -> date | None:
 
 
 def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: date, last: date) -> None:
-    """Every as-of day of the span needs a feature snapshot; build the missing ones from partials."""
+    """Every as-of day first .. last needs a feature snapshot; build the missing ones from partials."""
     have = set()
     if storage.is_delta(spark, wh.gold("priors")):
         have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).select("as_of_date").distinct().collect()}
@@ -74,6 +75,42 @@ def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: 
     for day in missing:
         log.info("feature snapshot as of %s is missing: building it from the partials", day)
         write_snapshot(spark, cfg, wh, day)
+
+
+def snapshot_span(cfg: AppConfig, first: date, last: date) -> tuple[date, date]:
+    """The as-of days of the snapshots rows of event days first .. last get (pipelines/training_set.snapshot_day)."""
+    lag = timedelta(days=cfg.training_set.snapshot_lag_days)
+    return first - lag, last - lag
+
+
+def feature_columns(cfg: AppConfig) -> list[str]:
+    """The f_* columns with_features adds, in order."""
+    gold, ts = cfg.gold, cfg.training_set
+    return feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for) + same_day_names(
+        ts.same_day)
+
+
+def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: DataFrame, first: date, last: date,
+                  landed: str) -> DataFrame:
+    """Rows of event days first .. last plus every feature: the one implementation training and scoring share.
+
+    In: impressions with dimensions (pipelines/training_set.with_dimensions) and their
+    arrival day in ``landed``. Out: rows' columns plus feature_columns(cfg), history as of
+    snapshot_day (training_set.snapshot_lag_days), same-day counts over the impressions in
+    ``rows`` that had landed by each row's arrival day. The snapshots must exist.
+    """
+    gold, ts = cfg.gold, cfg.training_set
+    # Checkpointed (not only cached): the dimension joins and ten entity joins in one
+    # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
+    counted = with_same_day_counts(rows, gold.entities, ts.same_day, landed=landed,
+                                   max_late_days=cfg.clean.lookback_days).localCheckpoint(eager=True)
+    lo, hi = snapshot_span(cfg, first, last)
+    features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
+    priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
+    small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
+                  if r["n"] <= gold.broadcast_max_keys)
+    return join_features(counted, features, priors, gold.entities, gold.windows_days, ts.stats,
+                         gold.distinct_users_for, broadcast_entities=small, lag_days=ts.snapshot_lag_days)
 
 
 def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
@@ -88,23 +125,11 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     first, last = span(end, ts.train_days, ts.validation_days, ts.test_days)
     log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
              ts.validation_days, ts.test_days)
-    ensure_snapshots(spark, cfg, wh, first, last)
-
-    # Checkpointed (not only cached): the dimension joins and ten entity joins in one
-    # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
-    rows = with_same_day_counts(
-        assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
-                      ts.test_days), gold.entities, ts.same_day).localCheckpoint(eager=True)
-    features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(first),
-                                                                                                 F.lit(last)))
-    priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(first),
-                                                                                             F.lit(last)))
-    small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
-                  if r["n"] <= gold.broadcast_max_keys)
-    names = feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for) + same_day_names(
-        ts.same_day)
-    joined = join_features(rows, features, priors, gold.entities, gold.windows_days, ts.stats,
-                           gold.distinct_users_for, broadcast_entities=small).localCheckpoint(eager=True)
+    ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
+    rows = assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
+                         ts.test_days)
+    names = feature_columns(cfg)
+    joined = with_features(spark, cfg, wh, rows, first, last, landed="arrival_dt").localCheckpoint(eager=True)
     labelled = (joined.withColumn("label", F.col("clicked").cast("int"))
                 .withColumn("converted", F.col("converted").cast("int")))
     out = downsample_negatives(labelled, ts.neg_keep_rate, ts.seed).select(
@@ -117,7 +142,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
                            "test": [(last - timedelta(days=ts.test_days - 1)).isoformat(), last.isoformat()]},
                 "neg_keep_rate": ts.neg_keep_rate, "label": "label", "split": "split", "group": "user_id",
                 "numeric_features": names, "categorical_features": [f"c_{c}" for c in ts.categorical],
-                "windows_days": list(gold.windows_days)}
+                "windows_days": list(gold.windows_days), "snapshot_lag_days": ts.snapshot_lag_days}
     gated = {"gold_training_set": wh.gold("training_set")}
     before = table_versions(spark, gated)
     (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")

@@ -89,6 +89,8 @@ class TrainingSetConfig:
     same_day: tuple[str, ...]
     # raw columns that become c_<column> (the model's vocabulary encodes them: train.min_category_count)
     categorical: tuple[str, ...]
+    # a row of event day E gets the feature snapshot as of E - snapshot_lag_days (1: what a scorer had)
+    snapshot_lag_days: int
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,15 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class ScoreConfig:
+    """Scoring the impressions that landed on a day, and monitoring the scores once labels close."""
+    nightly: bool                   # score the night's landed impressions after gold (jobs/score.py)
+    ne_tolerance: float             # a day's NE above the champion's test NE by more than this is a warning
+    calibration_tolerance: float    # |predicted / observed clicks - 1| above this is a warning
+    monitoring_table: str           # relative = under paths.warehouse
+
+
+@dataclass(frozen=True)
 class AppConfig:
     spark: SparkConfig
     paths: PathsConfig
@@ -148,6 +159,7 @@ class AppConfig:
     training_set: TrainingSetConfig
     train: TrainConfig
     quality: QualityConfig
+    score: ScoreConfig
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,7 @@ class TrainConfig:
     lgbm_max_valid_rows: int        # validation rows every LightGBM worker holds for early stopping
     eval_max_rows: int              # test rows collected for metrics (whole users sampled beyond it)
     calibration_tolerance: float    # champion gate: |predicted/actual - 1| allowed
+    first_calibration_tolerance: float   # the first model (no champion yet): |predicted/actual - 1| allowed
     registered_model: str
     experiment: str
     scores_table: str               # relative = under paths.warehouse

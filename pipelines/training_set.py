@@ -74,17 +74,27 @@ def feature_names(entities: dict[str, tuple[str, ...]], windows: tuple[int, ...]
     return [*names, "f_position", "f_hour"]
 
 
+def snapshot_day(event_date: Column, lag_days: int) -> Column:
+    """The as-of day of the feature snapshot a row of ``event_date`` gets: ``lag_days`` before it.
+
+    The one rule for training and scoring (README "Training/serving parity"): the snapshot
+    as of day X is published by the night of arrival date X, after X's traffic. With lag 1
+    a row gets the snapshot published by the night before its day - what a scorer had.
+    """
+    return F.date_sub(event_date, lag_days) if lag_days else event_date
+
+
 def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entities: dict[str, tuple[str, ...]],
                   windows: tuple[int, ...], stats: tuple[str, ...], distinct_users_for: tuple[str, ...],
-                  broadcast_entities: tuple[str, ...] = ()) -> DataFrame:
-    """Rows (labels with dimensions) plus every history feature, each as of the row's own event day.
+                  broadcast_entities: tuple[str, ...] = (), lag_days: int = 0) -> DataFrame:
+    """Rows (labels with dimensions) plus every history feature, each as of ``snapshot_day`` of the row.
 
     In: rows with event_date, event_ts, position and the entity key columns;
     features (the gold snapshots: entity, key, as_of_date, ...); priors (entity,
-    rate, window_days, mean, as_of_date). The snapshot of as_of_date = event_date
-    holds events of earlier days only, so nothing of the row's day or later can
-    leak in. A key without history gets zero counts and its entity's prior mean
-    as rate; recency stays null.
+    rate, window_days, mean, as_of_date). The snapshot of as_of_date = X holds
+    events of days before X only, so with any lag >= 0 nothing of the row's day or
+    later can leak in. A key without history gets zero counts and its entity's
+    prior mean as rate; recency stays null.
     """
     rates = [s for s in stats if s in RATES]
     # Prior means per as-of day, one column per entity, rate and window: the fill for keys without history.
@@ -95,7 +105,8 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     # Every key first, then the joins back to back, then one projection: a Project between
     # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
     out = rows.select("*", *[entity_key(keys).alias(f"__key_{e}") for e, keys in entities.items()])
-    out = out.join(F.broadcast(means), on=F.col("event_date") == F.col("__prior_day"), how="left")
+    seen = snapshot_day(F.col("event_date"), lag_days)
+    out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
     filled = []
     for entity in entities:
         cols = [(f"{STAT_COLUMNS[s]}_{w}d", s, w) for w in sorted(windows) for s in stats
@@ -107,7 +118,7 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
             *([F.col(recency[0]).alias(f"__{entity}_last")] if recency else []))
         if entity in broadcast_entities:
             snap = F.broadcast(snap)
-        on = (F.col(f"__key_{entity}") == F.col(f"__k_{entity}")) & (F.col("event_date") == F.col(f"__d_{entity}"))
+        on = (F.col(f"__key_{entity}") == F.col(f"__k_{entity}")) & (seen == F.col(f"__d_{entity}"))
         out = out.join(snap, on=on, how="left")
         filled += [F.coalesce(F.col(f"__{entity}_{src}").cast("double"),
                               F.col(f"__prior_{entity}_{s}_{w}d") if s in RATES else F.lit(0.0)
@@ -123,23 +134,37 @@ def same_day_names(same_day: tuple[str, ...]) -> list[str]:
     return [f"f_{entity}_imps_today" for entity in same_day]
 
 
-def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: tuple[str, ...]) -> DataFrame:
+def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: tuple[str, ...],
+                         landed: str | None = None, max_late_days: int = 7) -> DataFrame:
     """Add ``f_<entity>_imps_today``: the key's impressions earlier on the row's own day (doubles).
 
     Day-level snapshots see nothing of the impression's own day, yet fatigue starts with
     the second exposure of the morning. The count covers impressions strictly before the
     row's event_ts (a tie in time is not "earlier"), so nothing at or after the row leaks
-    in; a scorer holding the day's impression log has the same number. A row whose key
-    is unknown (a null part) gets null.
+    in. With ``landed`` (the arrival-day column), only impressions that had landed by the
+    row's own arrival day count: what a scorer of that day's landing had (a late delivery
+    is not known to the rows scored before it landed). Delays are told apart up to
+    ``max_late_days``; later ones count as that late. A row whose key is unknown (a null
+    part) gets null.
     """
     out = rows
+    delay = None
+    if landed:
+        delay = F.least(F.greatest(F.datediff(F.col(landed), F.col("event_date")), F.lit(0)), F.lit(max_late_days))
     for entity in same_day:
         key = entity_key(entities[entity])
         # 1. Same key, same event day; 2. ordered by time in microseconds; 3. everything strictly earlier.
         earlier = (Window.partitionBy(key, F.col("event_date")).orderBy(F.unix_micros(F.col("event_ts")))
                    .rangeBetween(Window.unboundedPreceding, -1))
-        out = out.withColumn(f"f_{entity}_imps_today",
-                             F.when(key.isNotNull(), F.count(F.lit(1)).over(earlier).cast("double")))
+        if delay is None:
+            count = F.count(F.lit(1)).over(earlier)
+        else:
+            # 4. Of those, the ones landed no later than this row: a window frame cannot compare two
+            #    rows' arrival days, so count the earlier rows per delay and add up the delays <= ours.
+            count = sum(F.when(delay >= d, F.coalesce(F.sum((delay == d).cast("int")).over(earlier), F.lit(0)))
+                        .otherwise(0)
+                        for d in range(max_late_days + 1))
+        out = out.withColumn(f"f_{entity}_imps_today", F.when(key.isNotNull(), count.cast("double")))
     return out
 
 

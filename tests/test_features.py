@@ -257,3 +257,43 @@ def test_same_day_counts_see_only_strictly_earlier_impressions_of_the_day(spark)
                                       ("i5", 0.0, 0.0), ("i6", None, None)],
                                      "impression_id string, f_user_imps_today double, f_user_x_ad_imps_today double")
     assertDataFrameEqual(out, expected)
+
+
+def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_day(spark):
+    """Lag 1 (the default): an impression of 03-11 gets the snapshot as of 03-10, which knows nothing of 03-10."""
+    labels = spark.createDataFrame(HISTORY, LABELS_DDL)
+    partials = daily_partials(labels, ENTITIES, ("ad",))
+    features, priors = None, None
+    for day in (date(2025, 3, 10), date(2025, 3, 11)):
+        raw = window_snapshot(partials, day, (1, 7))
+        p = fit_beta_priors(raw, (1, 7), PRIOR)
+        f = with_smoothed_rates(raw, p, (1, 7))
+        p = p.withColumn("as_of_date", F.lit(day))
+        features, priors = (f, p) if features is None else (features.unionByName(f), priors.unionByName(p))
+    todays = labels.where(F.col("impression_id") == "i8")   # u1 x a1 at 03-11 01:00
+    got = {lag: join_features(todays, features, priors, ENTITIES, (1, 7), ("imps", "clicks", "ctr"), ("ad",),
+                         lag_days=lag)
+           .select("f_user_imps_7d", "f_user_clicks_1d", "f_user_hours_since_click").first() for lag in (0, 1)}
+    # lag 0: as of 03-11 (days up to 03-10: i1 i2 i4 i5 i7; i7 clicked at 03-10 23:00:01)
+    assert tuple(got[0]) == (5.0, 1.0, pytest.approx((datetime(2025, 3, 11, 1) - datetime(2025, 3, 10, 23, 0, 1))
+                                                     .total_seconds() / 3600))
+    # lag 1: as of 03-10 (days up to 03-09: i1 i2 i4; the last click i1's at 03-08 09:00:01)
+    assert tuple(got[1]) == (3.0, 0.0, pytest.approx((datetime(2025, 3, 11, 1) - datetime(2025, 3, 8, 9, 0, 1))
+                                                     .total_seconds() / 3600))
+
+
+def test_same_day_counts_with_arrival_days_count_only_what_had_landed_by_the_rows_own(spark):
+    rows = spark.createDataFrame([
+        ("i1", date(2025, 3, 2), datetime(2025, 3, 2, 8), "u1", "a1", date(2025, 3, 3)),    # landed a day late
+        ("i2", date(2025, 3, 2), datetime(2025, 3, 2, 9), "u1", "a1", date(2025, 3, 2)),    # did not see i1 yet
+        ("i3", date(2025, 3, 2), datetime(2025, 3, 2, 10), "u1", "a1", date(2025, 3, 3)),   # sees i1 and i2
+        ("i4", date(2025, 3, 2), datetime(2025, 3, 2, 11), "u1", "a1", date(2025, 3, 12)),  # 10 days late: >= 7
+        ("i5", date(2025, 3, 2), datetime(2025, 3, 2, 12), "u1", "a2", date(2025, 3, 2)),   # sees i6 and i2 only
+        ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7), "u1", "a1", date(2025, 3, 1))],   # "landed" before its day
+        "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, dt date")
+    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad"), landed="dt", max_late_days=7).select(
+        "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
+    expected = spark.createDataFrame([("i1", 1.0, 1.0), ("i2", 1.0, 1.0), ("i3", 3.0, 3.0), ("i4", 4.0, 4.0),
+                                      ("i5", 2.0, 0.0), ("i6", 0.0, 0.0)],
+                                     "impression_id string, f_user_imps_today double, f_user_x_ad_imps_today double")
+    assertDataFrameEqual(out, expected)

@@ -8,7 +8,10 @@ from datetime import date
 import pytest
 from mlflow.tracking import MlflowClient
 
-from jobs import nightly, nightly_training, storage
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from jobs import nightly, nightly_training, score, storage
 from jobs.config import load_config
 from jobs.layout import Warehouse
 from jobs.quality import GateFailed
@@ -137,3 +140,88 @@ def test_plan_finds_the_closed_days_a_training_set_needs(spark, tmp_path):
     assert gap["status"] == "skipped" and gap["reason"] == (
         "not enough history: the training set needs 3 closed label days (2025-03-01 .. 2025-03-03: train 1, "
         "validation 1, test 1); no labels yet for 1 of them: 2025-03-02")
+
+
+@pytest.fixture(scope="module")
+def scored(spark, trained_night):
+    """The Monday's landed impressions scored with the model the night trained (made champion if it was not)."""
+    from jobs.score import run_score
+
+    cfg, report, client = trained_night
+    reg = report["training"]["registered"]
+    client.set_registered_model_alias(cfg.train.registered_model, "champion", reg["version"])
+    return cfg, run_score(spark, cfg, MONDAY), reg
+
+
+def test_scoring_writes_every_valid_impression_that_landed_on_the_day(spark, scored):
+    cfg, result, reg = scored
+    wh = Warehouse(cfg.paths.warehouse)
+    landed = storage.read_delta(spark, wh.silver("impressions")).where(
+        (F.col("dt") == F.lit(MONDAY)) & (F.col("fate") == "valid"))
+    out = storage.read_delta(spark, result["table"])
+    assert sorted(out.columns) == sorted(score.SCORE_COLUMNS)
+    assertDataFrameEqual(out.select("impression_id", "event_ts", "event_date", "user_id", "ad_id", "dt"),
+                         landed.select("impression_id", "event_ts", "event_date", "user_id", "ad_id", "dt"))
+    assert result["rows"] == landed.count() > 1000
+    stats = out.agg(F.min("p_click"), F.max("p_click"), F.countDistinct("model_version", "model_alias"),
+                    F.sum((F.col("snapshot_date") != F.date_sub("event_date", 1)).cast("int")),
+                    F.min("features_version")).first()
+    assert 0 < stats[0] < stats[1] < 1 and stats[2] == 1 and stats[3] == 0 and stats[4] is not None
+    assert out.select("model_version").first()[0] == str(reg["version"])
+    score.run_score(spark, cfg, MONDAY)   # a re-run replaces the day
+    assert storage.read_delta(spark, result["table"]).count() == result["rows"]
+
+
+def test_a_scored_impression_that_closes_has_the_training_rows_features_column_by_column(spark, scored):
+    """Training/serving parity: the features scoring used are the training set's, for every row in both."""
+    from jobs.training_set import feature_columns
+
+    cfg, _, _ = scored
+    rows, _, _ = score.landed_rows(spark, cfg, MONDAY)
+    columns = ["impression_id", *feature_columns(cfg), *[f"c_{c}" for c in cfg.training_set.categorical]]
+    training = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).gold("training_set")).select(*columns)
+    served = rows.select(*columns)
+    both = served.join(training.select("impression_id"), on="impression_id")
+    # Every scored row but the behavioural bots reclassified when the labels closed reaches training,
+    # late deliveries of the Sunday (validation split) included.
+    assert both.count() >= 0.95 * served.count()
+    late = rows.where(F.col("event_date") < F.lit(MONDAY)).select("impression_id").join(both, on="impression_id")
+    assert late.count() > 0
+    assertDataFrameEqual(both, training.join(served.select("impression_id"), on="impression_id"))
+
+
+def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scored, tmp_path):
+    from dataclasses import replace
+
+    from jobs.cli import UsageError
+
+    cfg, _, _ = scored
+    with pytest.raises(UsageError, match="no valid impressions landed on 2025-03-20.*make backfill DATE=2025-03-20"):
+        score.run_score(spark, cfg, date(2025, 3, 20))
+    nobody = replace(cfg, train=replace(cfg.train, registered_model="nobody"))
+    with pytest.raises(UsageError, match="'nobody' has no champion yet"):
+        score.run_score(spark, nobody, MONDAY)
+    fewer = replace(cfg, training_set=replace(cfg.training_set, same_day=()))
+    with pytest.raises(UsageError, match="needs feature column\\(s\\) f_user_imps_today, f_user_x_ad_imps_today"):
+        score.run_score(spark, fewer, MONDAY)
+    empty = replace(cfg, paths=replace(cfg.paths, warehouse=str(tmp_path / "empty")))
+    with pytest.raises(UsageError, match="no silver impressions"):
+        score.run_score(spark, empty, MONDAY)
+
+
+def test_closed_scores_are_monitored_into_a_table_and_the_models_run(spark, scored):
+    from jobs.train import resolve_uri
+
+    cfg, _, reg = scored
+    m = score.monitor_day(spark, cfg, MONDAY, MONDAY)   # label_maturity_days 0 here: Monday's labels are closed
+    assert m["rows"] > 1000 and m["unlabelled"] >= 0 and 0 < m["ne"] < 1.5 and 0.5 < m["auc"] <= 1
+    # up to 10 buckets by decile cut points: fewer when the calibrated scores tie (isotonic steps)
+    assert 1 <= len(m["deciles"]) <= 10 and sum(d["rows"] for d in m["deciles"]) == m["rows"]
+    assert m["model_version"] == str(reg["version"])
+    table = storage.read_delta(spark, resolve_uri(cfg.paths.warehouse, cfg.score.monitoring_table)).collect()
+    assert [(r["event_date"], r["rows"]) for r in table] == [(MONDAY, m["rows"])]
+    history = MlflowClient().get_metric_history(reg["run_id"] if "run_id" in reg else
+                                                MlflowClient().get_model_version(cfg.train.registered_model,
+                                                                                 reg["version"]).tags["run_id"],
+                                                "scored_ne")
+    assert [(h.step, round(h.value, 9)) for h in history] == [(20250303, round(m["ne"], 9))]

@@ -16,7 +16,7 @@ SMALL = {"num_rounds": 40, "early_stopping_rounds": 5, "max_depth": 3, "num_leav
          "lr_max_iter": 30, "lgbm_max_valid_rows": 1000,
          # ~160 clicks per day: a day's CTR moves by +-10% from sampling alone, so the gate's
          # 2% would refuse every model here; its edges are tested in test_train_metrics.py.
-         "calibration_tolerance": 0.3}
+         "calibration_tolerance": 0.3, "first_calibration_tolerance": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +112,18 @@ def test_first_best_model_becomes_champion_and_a_worse_one_stays_challenger(trai
     assert "is challenger" in caplog.text
 
 
-def test_score_job_writes_calibrated_probabilities_of_one_day(trained, spark):
+def test_score_job_scores_a_users_table_by_day_with_table(trained, spark):
     from jobs.score import run_score
+    from jobs.train import resolve_uri
     from pipelines.train.scorers import CtrModel  # noqa: F401 - the logged model unpickles it
 
     cfg, frame, _ = trained
     day = date(2025, 3, 5)
-    out = run_score(spark, cfg, day)
+    table = resolve_uri(cfg.paths.warehouse, cfg.train.table)
+    out = run_score(spark, cfg, day, table=table)["table"]
     rows = spark.read.format("delta").load(out).toPandas()
     expected = frame[frame["event_date"] == day]
     assert sorted(rows["impression_id"]) == sorted(expected["impression_id"])
     assert rows["p_click"].between(0, 1).all() and rows["model_version"].nunique() == 1
-    run_score(spark, cfg, day)   # a re-run replaces the day
+    run_score(spark, cfg, day, table=table)   # a re-run replaces the day
     assert spark.read.format("delta").load(out).count() == len(expected)

@@ -84,7 +84,8 @@ def raw_cfg(tmp_path_factory):
                   "numeric_prefix": "num_", "categorical_prefix": "cat_", "models": ["xgboost", "lightgbm", "gbdt_lr", "lr"], "gbdt_lr_trees": 10,
                   "num_rounds": 20, "early_stopping_rounds": 5, "max_depth": 3, "num_leaves": 8,
                   "lr_max_iter": 20, "lgbm_max_valid_rows": 1000, "min_category_count": 5,
-                  "calibration_tolerance": 0.5, "registered_model": "raw_ctr", "experiment": "raw-tables"}})
+                  "calibration_tolerance": 0.5, "first_calibration_tolerance": 0.5,
+                  "registered_model": "raw_ctr", "experiment": "raw-tables"}})
     return cfg, root
 
 

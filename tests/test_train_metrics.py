@@ -94,14 +94,17 @@ def test_achievable_share():
 
 
 @pytest.mark.parametrize("new, champion, promote, why", [
-    ({"ne": 0.80, "calibration": 1.01}, None, True, "no champion yet"),
-    ({"ne": 0.80, "calibration": 1.021}, None, False, "not within 2%"),
+    ({"ne": 0.80, "calibration": 1.01}, None, True, "no champion yet; NE 0.80000 < 1, calibration 1.0100"),
+    ({"ne": 0.80, "calibration": 1.06}, None, True, "(outside the 2% a later model must meet)"),
+    ({"ne": 0.80, "calibration": 0.899}, None, False, "no champion yet, but calibration 0.8990 is not within 10%"),
+    ({"ne": 1.0, "calibration": 1.0}, None, False, "does not beat a constant"),
+    ({"ne": 0.80, "calibration": 1.021}, {"ne": 0.9, "calibration": 1.0}, False, "not within 2%"),
     ({"ne": 0.80, "calibration": 0.979}, {"ne": 0.9, "calibration": 1.0}, False, "not within 2%"),
     ({"ne": 0.80, "calibration": 1.02}, {"ne": 0.80, "calibration": 1.0}, True, "<= champion's"),
     ({"ne": 0.80, "calibration": 0.98}, {"ne": 0.81, "calibration": 1.0}, True, "<= champion's"),
     ({"ne": 0.8001, "calibration": 1.0}, {"ne": 0.80, "calibration": 1.0}, False, "worse than the champion's"),
-    ({"ne": 0.7, "calibration": float("nan")}, None, False, "not within"),
+    ({"ne": 0.7, "calibration": float("nan")}, None, False, "is not a number"),
 ])
 def test_champion_gate(new, champion, promote, why):
-    decided, reason = decide_promotion(new, champion, tolerance=0.02)
+    decided, reason = decide_promotion(new, champion, tolerance=0.02, first_tolerance=0.10)
     assert decided is promote and why in reason
