@@ -287,6 +287,11 @@ def _validate_gold(cfg: AppConfig) -> None:
                                               f"{ts.snapshot_lag_days}")
     for name in ts.same_day:
         _require(name in gold.entities, f"training_set.same_day: {name!r} is not one of gold.entities")
+        # Behavioural-bot user-days leave the labels when they close, but a scorer counted their impressions:
+        # only keys that hold the user lose exactly the rows they counted (README "Training/serving parity").
+        _require("user_id" in gold.entities[name], f"training_set.same_day: {name!r} is not keyed by user_id, so "
+                                                   "its counts would include behavioural-bot impressions at scoring "
+                                                   "and not in training")
     for col in ts.categorical:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")

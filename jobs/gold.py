@@ -74,12 +74,14 @@ def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> d
     return out
 
 
-def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> DataFrame:
+def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
+                           landed: str | None = None) -> DataFrame:
+    """Labels of event days first .. last with their dimensions (``landed``: see with_dimensions)."""
     labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date").between(F.lit(first),
                                                                                               F.lit(last)))
     dims = dimensions(spark, wh, first, last)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"])
+    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed)
 
 
 def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date,

@@ -68,7 +68,9 @@ def score_markdown(report: dict) -> list[str]:
         lines.append(f"- scored: {scoring['rows']:,} impressions landed tonight with {scoring['model_name']} "
                      f"v{scoring['model_version']} into {scoring['table']}" if scoring["status"] == "scored"
                      else f"- scoring {scoring['status']}: {scoring.get('reason') or scoring.get('error')}")
-    if monitoring:
+    if monitoring and monitoring.get("status") == "failed":
+        lines.append(f"- monitoring of {monitoring['event_date']}'s scores failed: {monitoring['error']}")
+    elif monitoring:
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         lines.append(f"- scores of {monitoring['event_date']} against their closed labels: {monitoring['rows']:,} "
                      f"rows, NE {fmt(monitoring['ne'])} (champion's test NE {fmt(monitoring['reference_ne'])}), "
@@ -143,30 +145,39 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
 
     started = time.monotonic()
     stage_jobs(spark, "score", day)
-    try:
-        if cfg.score.nightly:
-            log.info("score dt=%s", day)
-            try:
-                report["scoring"] = {"status": "scored", **run_score(spark, cfg, day)}
-            except UsageError as err:
-                if "has no champion yet" not in str(err):
-                    raise
-                report["scoring"] = {"status": "skipped", "reason": str(err)}
-                log.info("scoring skipped: %s", err)
-        closed = report["closed_day"]
-        if closed["impressions"]:
-            event_day = _date.fromisoformat(closed["event_date"])
-            monitored = monitor_day(spark, cfg, event_day, day)   # None: nothing of that day was scored
-            if monitored:
-                report["score_monitoring"] = monitored
-    except BaseException as err:
-        report["scoring"] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    wh = Warehouse(cfg.paths.warehouse)
+
+    def failed(key: str, err: BaseException) -> None:
+        report[key] = {**report.get(key, {}), "status": "failed", "error": f"{type(err).__name__}: {err}"}
         times["score"] = time.monotonic() - started
-        write_report(spark, Warehouse(cfg.paths.warehouse), day, report, times)
-        raise
+        write_report(spark, wh, day, report, times)
+
+    if cfg.score.nightly:
+        log.info("score dt=%s", day)
+        try:
+            report["scoring"] = {"status": "scored", **run_score(spark, cfg, day)}
+        except UsageError as err:
+            if "has no champion yet" not in str(err):
+                failed("scoring", err)
+                raise
+            report["scoring"] = {"status": "skipped", "reason": str(err)}
+            log.info("scoring skipped: %s", err)
+        except BaseException as err:
+            failed("scoring", err)
+            raise
+    closed = report["closed_day"]
+    if closed["impressions"]:
+        try:
+            monitored = monitor_day(spark, cfg, _date.fromisoformat(closed["event_date"]), day)
+        except BaseException as err:
+            report["score_monitoring"] = {"event_date": closed["event_date"]}
+            failed("score_monitoring", err)
+            raise
+        if monitored:   # None: nothing of that day was scored
+            report["score_monitoring"] = monitored
     times["score"] = time.monotonic() - started
     if "scoring" in report or "score_monitoring" in report:
-        write_report(spark, Warehouse(cfg.paths.warehouse), day, report, times)
+        write_report(spark, wh, day, report, times)
 
 
 def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],  # noqa: ANN001

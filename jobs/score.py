@@ -1,7 +1,7 @@
 """Score the impressions that landed on a day with the champion: calibrated click probabilities into Delta.
 
     spark-submit jobs/score.py --date 2025-03-07 [--warehouse URI] [--out URI]
-    spark-submit jobs/score.py --date 2025-03-07 --table URI   (rows of any table with the champion's columns)
+    spark-submit jobs/score.py --date 2025-03-07 --table URI --out URI   (rows of a table with the champion's columns)
 
 Rows: every valid impression of silver/impressions that landed (arrived) on the
 date, labelled or not. Features: built by jobs/training_set.with_features, the
@@ -16,7 +16,7 @@ with replaceWhere, so a re-run replaces the day: impression_id, event_ts,
 event_date, user_id, ad_id, p_click (calibrated), model_name, model_version,
 model_alias, snapshot_date, features_version (gold/features' Delta version read),
 scored_at, dt. With --table, rows of that table whose train.date_col is the date
-are scored instead (id, group and date columns kept).
+are scored instead, into --out (id, group and date columns kept).
 Exit 2, nothing written: no valid impressions landed on the date, a snapshot the
 rows need is not published, no champion, or the champion needs a column the rows lack.
 """
@@ -74,25 +74,29 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
                          f"run `make backfill DATE={day}` first")
     first, last = span["lo"], span["hi"]
     lo_snap, hi_snap = snapshot_span(cfg, first, last)
+    hi_snap = min(hi_snap, day)   # never a snapshot later than the landing day (pipelines/training_set.snapshot_day)
     have = set()
-    if storage.is_delta(spark, wh.gold("priors")):
-        have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).where(
+    if storage.is_delta(spark, wh.gold("features")):   # the table the join reads (priors are written first)
+        have = {r[0] for r in storage.read_delta(spark, wh.gold("features")).where(
             F.col("as_of_date").between(F.lit(lo_snap), F.lit(hi_snap))).select("as_of_date").distinct().collect()}
     if hi_snap not in have:
         raise UsageError(f"no gold feature snapshot as of {hi_snap} (published by the nightly run of {hi_snap}), "
-                         f"which impressions of {last} are scored with: run `make backfill DATE={hi_snap}` first")
+                         f"which the impressions landed on {day} need: run `make backfill DATE={hi_snap}` first")
     older = [lo_snap + timedelta(days=i) for i in range((hi_snap - lo_snap).days)
              if lo_snap + timedelta(days=i) not in have]
-    if older:   # late deliveries of days before the warehouse's history: keys without history, as in training
+    if older:
+        # Late deliveries of days before the warehouse's first snapshot: their keys get no history (null rates),
+        # where the training set builds such a snapshot from the partials - the one known parity gap (README).
         log.warning("no feature snapshot as of %s: late impressions of those days are scored without history",
                     ", ".join(map(str, older)))
     population = valid.where(F.col("event_date").between(F.lit(first), F.lit(last)))
-    dims = dimensions(spark, wh, first, last)
+    dims = dimensions(spark, wh, first - timedelta(days=1), last)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"])
-    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt").where(F.col("dt") == F.lit(day))
-    return (featured.select("*", snapshot_day(F.col("event_date"), ts.snapshot_lag_days).alias("snapshot_date"),
-                            *raw_categories(ts.categorical)), first, last)
+    rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
+                           landed="dt")
+    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=F.col("dt") == F.lit(day))
+    return (featured.select("*", snapshot_day(F.col("event_date"), ts.snapshot_lag_days, F.col("dt"))
+                            .alias("snapshot_date"), *raw_categories(ts.categorical)), first, last)
 
 
 def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None = None, out: str | None = None) -> dict:
@@ -102,6 +106,8 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
 
     started = time.monotonic()
     tr, wh = cfg.train, Warehouse(cfg.paths.warehouse)
+    if table and not out:   # its rows have other columns than gold/scores: never mixed into it
+        raise UsageError("--table needs --out: the scores of a table's rows go to a table of their own")
     out = out or resolve_uri(cfg.paths.warehouse, tr.scores_table)
     tracking.setup(tr.experiment)
     current = tracking.champion_model(tr.registered_model)   # a registry failure raises: exit 1
@@ -110,7 +116,11 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
                          f"(`make train`, or the nightly job with --train)")
     model, version = current
     if table:
+        if not storage.is_delta(spark, table):
+            raise UsageError(f"--table {table} is not a Delta table")
         rows = storage.read_delta(spark, table).where(F.col(tr.date_col) == F.lit(day))
+        if not rows.limit(1).count():
+            raise UsageError(f"--table {table} has no rows whose {tr.date_col} is {day}")
         keep, partition = [tr.id_col, tr.group_col, tr.date_col], tr.date_col
     else:
         rows, _, _ = landed_rows(spark, cfg, day)

@@ -96,7 +96,9 @@ def score_lines(report: dict) -> list[str]:
                    f"v{s['model_version']} ({s['family']}) -> {s['table']}")
     elif s and s.get("status") != "skipped":
         out.append(f"scoring {s['status']}: {s.get('error') or s.get('reason')}")
-    if m:
+    if m and m.get("status") == "failed":
+        out.append(f"monitoring of {m['event_date']}'s scores failed: {m['error']}")
+    elif m:
         out.append(f"scores of {m['event_date']} against their labels: NE {_figure(m['ne'])}, calibration "
                    f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows)")
         out += [f"  warning: {w}" for w in m["warnings"]]

@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs import storage  # noqa: E402
@@ -78,9 +78,10 @@ def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: 
 
 
 def snapshot_span(cfg: AppConfig, first: date, last: date) -> tuple[date, date]:
-    """The as-of days of the snapshots rows of event days first .. last get (pipelines/training_set.snapshot_day)."""
-    lag = timedelta(days=cfg.training_set.snapshot_lag_days)
-    return first - lag, last - lag
+    """The as-of days of the snapshots rows of event days first .. last can get (pipelines/training_set.snapshot_day:
+    ``lag`` days before the event day, or the arrival day when that is earlier - at most a day before)."""
+    lag = cfg.training_set.snapshot_lag_days
+    return first - timedelta(days=max(lag, 1)), last - timedelta(days=lag)
 
 
 def feature_columns(cfg: AppConfig) -> list[str]:
@@ -91,26 +92,29 @@ def feature_columns(cfg: AppConfig) -> list[str]:
 
 
 def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: DataFrame, first: date, last: date,
-                  landed: str) -> DataFrame:
+                  landed: str, keep: Column | None = None) -> DataFrame:
     """Rows of event days first .. last plus every feature: the one implementation training and scoring share.
 
     In: impressions with dimensions (pipelines/training_set.with_dimensions) and their
     arrival day in ``landed``. Out: rows' columns plus feature_columns(cfg), history as of
     snapshot_day (training_set.snapshot_lag_days), same-day counts over the impressions in
-    ``rows`` that had landed by each row's arrival day. The snapshots must exist.
+    ``rows`` that had landed by each row's arrival day; with ``keep``, only the rows it
+    selects get the history (the others only counted). The snapshots must exist.
     """
     gold, ts = cfg.gold, cfg.training_set
     # Checkpointed (not only cached): the dimension joins and ten entity joins in one
     # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
     counted = with_same_day_counts(rows, gold.entities, ts.same_day, landed=landed,
-                                   max_late_days=cfg.clean.lookback_days).localCheckpoint(eager=True)
+                                   max_late_days=cfg.clean.lookback_days)
+    counted = (counted if keep is None else counted.where(keep)).localCheckpoint(eager=True)
     lo, hi = snapshot_span(cfg, first, last)
     features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
                   if r["n"] <= gold.broadcast_max_keys)
     return join_features(counted, features, priors, gold.entities, gold.windows_days, ts.stats,
-                         gold.distinct_users_for, broadcast_entities=small, lag_days=ts.snapshot_lag_days)
+                         gold.distinct_users_for, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
+                         landed=landed)
 
 
 def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
@@ -126,8 +130,8 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
              ts.validation_days, ts.test_days)
     ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
-    rows = assign_splits(labels_with_dimensions(spark, wh, first, last), last, ts.train_days, ts.validation_days,
-                         ts.test_days)
+    rows = assign_splits(labels_with_dimensions(spark, wh, first, last, landed="arrival_dt"), last, ts.train_days,
+                         ts.validation_days, ts.test_days)
     names = feature_columns(cfg)
     joined = with_features(spark, cfg, wh, rows, first, last, landed="arrival_dt").localCheckpoint(eager=True)
     labelled = (joined.withColumn("label", F.col("clicked").cast("int"))

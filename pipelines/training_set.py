@@ -47,20 +47,28 @@ def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days:
 
 
 def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: DataFrame, campaigns: DataFrame,
-                    publishers: DataFrame) -> DataFrame:
+                    publishers: DataFrame, landed: str | None = None) -> DataFrame:
     """Labels plus segment, campaign_id, ad_category, advertiser_id and publisher_category as of their day.
 
     In: labels (event_date among ``days``, user_id, ad_id, publisher_id, ...); dimension snapshots
     users (user_id, segment, dt), ads (ad_id, campaign_id, category, dt), campaigns
     (campaign_id, advertiser_id, dt), publishers (publisher_id, category, dt), one
-    row per key and dt.
+    row per key and dt. With ``landed`` (the arrival-day column), as of the earlier of the
+    event day and the arrival day: an impression that landed the day before its event day
+    (a clock a little ahead) gets the snapshots a scorer of that landing had.
     """
-    out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", "event_date", days)
+    day = "event_date"
+    if landed:
+        day = "__dimension_day"
+        labels = labels.withColumn(day, F.least(F.col("event_date"), F.col(landed)))
+        days = sorted({*days, min(days) - timedelta(days=1)})
+    out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", day, days)
     out = as_of(out, ads.select("ad_id", "campaign_id", F.col("category").alias("ad_category"), "dt"),
-                "ad_id", "event_date", days)
-    out = as_of(out, campaigns.select("campaign_id", "advertiser_id", "dt"), "campaign_id", "event_date", days)
-    return as_of(out, publishers.select("publisher_id", F.col("category").alias("publisher_category"), "dt"),
-                 "publisher_id", "event_date", days)
+                "ad_id", day, days)
+    out = as_of(out, campaigns.select("campaign_id", "advertiser_id", "dt"), "campaign_id", day, days)
+    out = as_of(out, publishers.select("publisher_id", F.col("category").alias("publisher_category"), "dt"),
+                "publisher_id", day, days)
+    return out.drop("__dimension_day") if landed else out
 
 
 def feature_names(entities: dict[str, tuple[str, ...]], windows: tuple[int, ...], stats: tuple[str, ...],
@@ -74,19 +82,23 @@ def feature_names(entities: dict[str, tuple[str, ...]], windows: tuple[int, ...]
     return [*names, "f_position", "f_hour"]
 
 
-def snapshot_day(event_date: Column, lag_days: int) -> Column:
+def snapshot_day(event_date: Column, lag_days: int, landed: Column | None = None) -> Column:
     """The as-of day of the feature snapshot a row of ``event_date`` gets: ``lag_days`` before it.
 
     The one rule for training and scoring (README "Training/serving parity"): the snapshot
     as of day X is published by the night of arrival date X, after X's traffic. With lag 1
     a row gets the snapshot published by the night before its day - what a scorer had.
+    With ``landed`` (the row's arrival day), never later than that day: a row that landed
+    before its event day (lag 0, or a clock ahead) gets no snapshot its scorer lacked.
     """
-    return F.date_sub(event_date, lag_days) if lag_days else event_date
+    day = F.date_sub(event_date, lag_days) if lag_days else event_date
+    return F.least(day, landed) if landed is not None else day
 
 
 def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entities: dict[str, tuple[str, ...]],
                   windows: tuple[int, ...], stats: tuple[str, ...], distinct_users_for: tuple[str, ...],
-                  broadcast_entities: tuple[str, ...] = (), lag_days: int = 0) -> DataFrame:
+                  broadcast_entities: tuple[str, ...] = (), lag_days: int = 0, landed: str | None = None
+                  ) -> DataFrame:
     """Rows (labels with dimensions) plus every history feature, each as of ``snapshot_day`` of the row.
 
     In: rows with event_date, event_ts, position and the entity key columns;
@@ -105,7 +117,7 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     # Every key first, then the joins back to back, then one projection: a Project between
     # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
     out = rows.select("*", *[entity_key(keys).alias(f"__key_{e}") for e, keys in entities.items()])
-    seen = snapshot_day(F.col("event_date"), lag_days)
+    seen = snapshot_day(F.col("event_date"), lag_days, F.col(landed) if landed else None)
     out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
     filled = []
     for entity in entities:
@@ -143,14 +155,17 @@ def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], 
     row's event_ts (a tie in time is not "earlier"), so nothing at or after the row leaks
     in. With ``landed`` (the arrival-day column), only impressions that had landed by the
     row's own arrival day count: what a scorer of that day's landing had (a late delivery
-    is not known to the rows scored before it landed). Delays are told apart up to
+    is not known to the rows scored before it landed; one that landed the day before its
+    event day is known to the rows landed after it). Delays are told apart up to
     ``max_late_days``; later ones count as that late. A row whose key is unknown (a null
     part) gets null.
     """
     out = rows
     delay = None
     if landed:
-        delay = F.least(F.greatest(F.datediff(F.col(landed), F.col("event_date")), F.lit(0)), F.lit(max_late_days))
+        # 0 = landed the day before its event day (a clock a little ahead), 1 = on it, 2 = a day late, ...
+        delay = F.least(F.greatest(F.datediff(F.col(landed), F.col("event_date")) + 1, F.lit(0)),
+                        F.lit(max_late_days + 1))
     for entity in same_day:
         key = entity_key(entities[entity])
         # 1. Same key, same event day; 2. ordered by time in microseconds; 3. everything strictly earlier.
@@ -163,7 +178,7 @@ def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], 
             #    rows' arrival days, so count the earlier rows per delay and add up the delays <= ours.
             count = sum(F.when(delay >= d, F.coalesce(F.sum((delay == d).cast("int")).over(earlier), F.lit(0)))
                         .otherwise(0)
-                        for d in range(max_late_days + 1))
+                        for d in range(max_late_days + 2))
         out = out.withColumn(f"f_{entity}_imps_today", F.when(key.isNotNull(), count.cast("double")))
     return out
 

@@ -38,8 +38,11 @@ def decide(spark, clicks, impressions, malformed=(), sivt=(), already=(), window
     bad = spark.createDataFrame([(i,) for i in malformed], "impression_id string")
     bots = spark.createDataFrame(list(sivt), "user_id string, event_date date")
     done = spark.createDataFrame([(i,) for i in already], "impression_id string")
-    out = decide_clicks(pending, imps, bad, bots, done, window_s, min_dwell)
-    return {r["click_id"]: r["fate"] for r in out.collect()}
+    rows = [(r["click_id"], r["fate"]) for r in decide_clicks(pending, imps, bad, bots, done, window_s,
+                                                               min_dwell).collect()]
+    fates = dict(rows)
+    assert len(fates) == len(rows), f"a click decided more than once: {sorted(rows)}"   # no doubled rows hidden
+    return fates
 
 
 def click(cid, imp, seconds, dwell=5000, user="u1", bot=None):
@@ -89,11 +92,18 @@ def test_precedence_bot_beats_time_and_dwell(spark):
 
 
 def test_decide_clicks_never_multiplies_rows(spark):
-    imps = [("i1", T0, "valid")]
-    clicks = [click(f"c{n}", "i1", n) for n in range(5)]
-    got = decide(spark, clicks, imps, malformed=["i9", "i9"], sivt=[("x", D), ("x", D)], already=["i7", "i7"])
-    assert sorted(got) == [f"c{n}" for n in range(5)]
-    assert sorted(got.values()) == ["attributed"] + ["repeat"] * 4
+    """Every lookup lists its key twice, and each key matches a click: still one row per click."""
+    imps = [("i1", T0, "valid"), ("i2", T0, "valid"), ("i3", T0, "valid")]
+    clicks = [click("c1", "i1", 10), click("c2", "i2", 10, user="heavy"), click("c3", "i3", 10),
+              click("c4", "broken", 10)]
+    pending = spark.createDataFrame(clicks, PENDING)
+    out = decide_clicks(pending, spark.createDataFrame(imps, "impression_id string, imp_event_ts timestamp, "
+                                                             "imp_fate string"),
+                        spark.createDataFrame([("broken",), ("broken",)], "impression_id string"),
+                        spark.createDataFrame([("heavy", D), ("heavy", D)], "user_id string, event_date date"),
+                        spark.createDataFrame([("i3",), ("i3",)], "impression_id string"), 1800, 1000)
+    assert sorted((r["click_id"], r["fate"]) for r in out.collect()) == [
+        ("c1", "attributed"), ("c2", "on_bot_traffic"), ("c3", "repeat"), ("c4", "on_bot_traffic")]
 
 
 def test_a_resolution_replaces_its_orphan_row(spark):

@@ -15,6 +15,8 @@ from pipelines.training_set import (
     downsample_negatives,
     join_features,
     raw_categories,
+    snapshot_day,
+    with_dimensions,
     with_same_day_counts,
 )
 
@@ -286,14 +288,47 @@ def test_same_day_counts_with_arrival_days_count_only_what_had_landed_by_the_row
     rows = spark.createDataFrame([
         ("i1", date(2025, 3, 2), datetime(2025, 3, 2, 8), "u1", "a1", date(2025, 3, 3)),    # landed a day late
         ("i2", date(2025, 3, 2), datetime(2025, 3, 2, 9), "u1", "a1", date(2025, 3, 2)),    # did not see i1 yet
-        ("i3", date(2025, 3, 2), datetime(2025, 3, 2, 10), "u1", "a1", date(2025, 3, 3)),   # sees i1 and i2
+        ("i3", date(2025, 3, 2), datetime(2025, 3, 2, 10), "u1", "a1", date(2025, 3, 3)),   # sees i7 i6 i1 i2
         ("i4", date(2025, 3, 2), datetime(2025, 3, 2, 11), "u1", "a1", date(2025, 3, 12)),  # 10 days late: >= 7
-        ("i5", date(2025, 3, 2), datetime(2025, 3, 2, 12), "u1", "a2", date(2025, 3, 2)),   # sees i6 and i2 only
-        ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7), "u1", "a1", date(2025, 3, 1))],   # "landed" before its day
+        ("i5", date(2025, 3, 2), datetime(2025, 3, 2, 12), "u1", "a2", date(2025, 3, 2)),   # sees i7 i6 i2
+        ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7), "u1", "a1", date(2025, 3, 1)),    # landed the day before
+        ("i7", date(2025, 3, 2), datetime(2025, 3, 2, 6), "u1", "a1", date(2025, 3, 2))],   # landed after i6
         "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, dt date")
     out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad"), landed="dt", max_late_days=7).select(
         "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
-    expected = spark.createDataFrame([("i1", 1.0, 1.0), ("i2", 1.0, 1.0), ("i3", 3.0, 3.0), ("i4", 4.0, 4.0),
-                                      ("i5", 2.0, 0.0), ("i6", 0.0, 0.0)],
+    # i6 was scored on 03-01, before i7 (earlier in time) had landed: 0, not 1.
+    expected = spark.createDataFrame([("i1", 2.0, 2.0), ("i2", 2.0, 2.0), ("i3", 4.0, 4.0), ("i4", 5.0, 5.0),
+                                      ("i5", 3.0, 0.0), ("i6", 0.0, 0.0), ("i7", 0.0, 0.0)],
                                      "impression_id string, f_user_imps_today double, f_user_x_ad_imps_today double")
     assertDataFrameEqual(out, expected)
+
+
+def test_snapshot_day_is_lag_days_back_and_never_after_the_arrival_day(spark):
+    rows = spark.createDataFrame([(date(2025, 3, 2), date(2025, 3, 1)), (date(2025, 3, 2), date(2025, 3, 2)),
+                                  (date(2025, 3, 2), date(2025, 3, 4))], "event_date date, dt date")
+    got = rows.select(*[snapshot_day(F.col("event_date"), lag, F.col("dt")).alias(f"lag{lag}") for lag in (0, 1, 2)])
+    expected = spark.createDataFrame([(date(2025, 3, 1), date(2025, 3, 1), date(2025, 2, 28)),   # landed early
+                                      (date(2025, 3, 2), date(2025, 3, 1), date(2025, 2, 28)),
+                                      (date(2025, 3, 2), date(2025, 3, 1), date(2025, 2, 28))],
+                                     "lag0 date, lag1 date, lag2 date")
+    assertDataFrameEqual(got, expected)
+
+
+def test_dimensions_as_of_the_earlier_of_event_and_arrival_day(spark):
+    rows = spark.createDataFrame([("early", "u1", "a1", "p1", date(2025, 3, 2), date(2025, 3, 1)),
+                                  ("on_time", "u1", "a1", "p1", date(2025, 3, 2), date(2025, 3, 2)),
+                                  ("late", "u1", "a1", "p1", date(2025, 3, 2), date(2025, 3, 3))],
+                                 "impression_id string, user_id string, ad_id string, publisher_id string, "
+                                 "event_date date, arrival_dt date")
+    users = spark.createDataFrame([("u1", "old", date(2025, 3, 1)), ("u1", "new", date(2025, 3, 2)),
+                                   ("u1", "newer", date(2025, 3, 3))], "user_id string, segment string, dt date")
+    ads = spark.createDataFrame([], "ad_id string, campaign_id string, category string, dt date")
+    campaigns = spark.createDataFrame([], "campaign_id string, advertiser_id string, dt date")
+    publishers = spark.createDataFrame([], "publisher_id string, category string, dt date")
+    out = with_dimensions(rows, [date(2025, 3, 2)], users, ads, campaigns, publishers, landed="arrival_dt")
+    assert sorted(out.columns) == sorted([*rows.columns, "segment", "campaign_id", "ad_category", "advertiser_id",
+                                          "publisher_category"])
+    # a scorer of the early row's landing (03-01) had the users snapshot of 03-01; a late row keeps its day's
+    assertDataFrameEqual(out.select("impression_id", "segment"),
+                         spark.createDataFrame([("early", "old"), ("on_time", "new"), ("late", "new")],
+                                               "impression_id string, segment string"))

@@ -204,6 +204,8 @@ def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scor
     fewer = replace(cfg, training_set=replace(cfg.training_set, same_day=()))
     with pytest.raises(UsageError, match="needs feature column\\(s\\) f_user_imps_today, f_user_x_ad_imps_today"):
         score.run_score(spark, fewer, MONDAY)
+    with pytest.raises(UsageError, match="--table needs --out"):
+        score.run_score(spark, cfg, MONDAY, table=str(tmp_path / "rows"))
     empty = replace(cfg, paths=replace(cfg.paths, warehouse=str(tmp_path / "empty")))
     with pytest.raises(UsageError, match="no silver impressions"):
         score.run_score(spark, empty, MONDAY)

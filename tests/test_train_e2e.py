@@ -120,10 +120,11 @@ def test_score_job_scores_a_users_table_by_day_with_table(trained, spark):
     cfg, frame, _ = trained
     day = date(2025, 3, 5)
     table = resolve_uri(cfg.paths.warehouse, cfg.train.table)
-    out = run_score(spark, cfg, day, table=table)["table"]
+    out = f"{cfg.paths.warehouse}/user_scores"
+    assert run_score(spark, cfg, day, table=table, out=out)["table"] == out
     rows = spark.read.format("delta").load(out).toPandas()
     expected = frame[frame["event_date"] == day]
     assert sorted(rows["impression_id"]) == sorted(expected["impression_id"])
     assert rows["p_click"].between(0, 1).all() and rows["model_version"].nunique() == 1
-    run_score(spark, cfg, day, table=table)   # a re-run replaces the day
+    run_score(spark, cfg, day, table=table, out=out)   # a re-run replaces the day
     assert spark.read.format("delta").load(out).count() == len(expected)

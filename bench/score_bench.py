@@ -1,0 +1,99 @@
+"""Scoring throughput and a run of score-monitoring days, on a warehouse whose nights have run and that has a
+champion (the demo's: `make demo`).
+
+    .venv/bin/python bench/score_bench.py --warehouse data/warehouse [--config conf/overlays/demo_training.yaml]
+        [--start YYYY-MM-DD] [--end YYYY-MM-DD]
+
+For every landing day start .. end (default: every day silver holds), jobs/score.run_score scores the valid
+impressions that landed that day with the champion (timed: rows per second); then, for every event day whose
+labels have closed, jobs/score.monitor_day evaluates the stored scores against them (the rows
+score.monitoring_table gets). The champion's own train, validation and test days are marked: its figures on
+them are not out of sample. Writes bench/results/score-<time>.{json,md}. A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs.config import REPO_ROOT, load_config  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--config", action="append", default=[])
+    parser.add_argument("--start", type=date.fromisoformat)
+    parser.add_argument("--end", type=date.fromisoformat)
+    args = parser.parse_args(argv)
+
+    from dataclasses import replace
+
+    from mlflow.tracking import MlflowClient
+    from pyspark.sql import functions as F
+
+    from jobs import storage, tracking
+    from jobs.layout import Warehouse
+    from jobs.score import monitor_day, run_score
+    from jobs.spark import get_spark
+    from jobs.train import resolve_uri
+
+    cfg = load_config("local", args.config)
+    cfg = replace(cfg, paths=replace(cfg.paths, warehouse=args.warehouse))
+    wh = Warehouse(cfg.paths.warehouse)
+    spark = get_spark(cfg.spark)
+    days = sorted(r[0] for r in storage.read_delta(spark, wh.silver("impressions")).select("dt").distinct().collect())
+    days = [d for d in days if (not args.start or d >= args.start) and (not args.end or d <= args.end)]
+    closed = {r[0] for r in storage.read_delta(spark, wh.silver("labels")).select("event_date").distinct().collect()}
+    tracking.setup(cfg.train.experiment)
+    champion = MlflowClient().get_model_version_by_alias(cfg.train.registered_model, "champion")
+    manifest = json.loads(storage.read_text(spark, wh.gold("training_set.json")))
+    role = {}
+    for split, (lo, hi) in manifest["splits"].items():
+        d = date.fromisoformat(lo)
+        while d <= date.fromisoformat(hi):
+            role[d] = split
+            d += timedelta(days=1)
+    out = {"warehouse": str(Path(args.warehouse).resolve()), "model": cfg.train.registered_model,
+           "version": champion.version, "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI", "(default)"),
+           "scoring": [], "monitoring": []}
+    for day in days:
+        try:
+            result = run_score(spark, cfg, day)
+        except ValueError as err:   # a landing day without the snapshot it needs (the first of a history)
+            print(f"{day}: not scored: {err}")
+            continue
+        out["scoring"].append({"dt": day.isoformat(), "rows": result["rows"], "seconds": result["seconds"],
+                               "rows_per_second": round(result["rows"] / result["seconds"], 1)})
+    scored_days = storage.read_delta(spark, resolve_uri(cfg.paths.warehouse, cfg.train.scores_table)).select(
+        "event_date").distinct().where(F.col("event_date").isNotNull()).collect()
+    for event_day in sorted(r[0] for r in scored_days if r[0] in closed):
+        m = monitor_day(spark, cfg, event_day, max(days))
+        if m:
+            out["monitoring"].append({**m, "role": role.get(event_day, "out of sample")})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"score-{stamp}.json").write_text(json.dumps(out, indent=2, default=str))
+    f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+    lines = [f"# Scoring with {out['model']} v{out['version']}", "", f"Warehouse: `{out['warehouse']}`", "",
+             "| landed | rows | seconds | rows/s |", "|---|---:|---:|---:|",
+             *[f"| {s['dt']} | {s['rows']:,} | {s['seconds']} | {s['rows_per_second']:,} |" for s in out["scoring"]],
+             "", "| event day | the champion's | rows | unlabelled | NE | calibration | AUC | warnings |",
+             "|---|---|---:|---:|---:|---:|---:|---|",
+             *[f"| {m['event_date']} | {m['role']} | {m['rows']:,} | {m['unlabelled']:,} | {f(m['ne'])} | "
+               f"{f(m['calibration'])} | {f(m['auc'])} | {len(m['warnings'])} |" for m in out["monitoring"]]]
+    (RESULTS / f"score-{stamp}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
