@@ -417,6 +417,7 @@ def load_config(
     sc = cfg.score
     _require(sc.ne_tolerance > 0 and sc.calibration_tolerance > 0,
              "score.ne_tolerance and score.calibration_tolerance must be > 0")
+    _require(0 < sc.min_coverage <= 1, f"score.min_coverage must be in (0, 1], got {sc.min_coverage}")
     return cfg
 
 

@@ -73,7 +73,8 @@ def score_markdown(report: dict) -> list[str]:
     elif monitoring:
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         lines.append(f"- scores of {monitoring['event_date']} against their closed labels: {monitoring['rows']:,} "
-                     f"rows, NE {fmt(monitoring['ne'])} (champion's test NE {fmt(monitoring['reference_ne'])}), "
+                     f"rows ({monitoring['coverage']:.0%} of the day's labels"
+                     f"{'; partial: no warnings' if monitoring['partial'] else ''}), NE {fmt(monitoring['ne'])} (champion's test NE {fmt(monitoring['reference_ne'])}), "
                      f"calibration {fmt(monitoring['calibration'])}, AUC {fmt(monitoring['auc'])}")
         lines += [f"  - **warning**: {w}" for w in monitoring["warnings"]]
     return [*lines, ""]

@@ -149,8 +149,8 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
             "family": model.family, "features_version": features_version, "seconds": seconds}
 
 
-MONITORING_DDL = ("event_date date, rows long, unlabelled long, clicks long, predicted_clicks double, "
-                  "log_loss double, ne double, calibration double, auc double, deciles string, model_name string, "
+MONITORING_DDL = ("event_date date, rows long, unlabelled long, coverage double, clicks long, "
+                  "predicted_clicks double, log_loss double, ne double, calibration double, auc double, deciles string, model_name string, "
                   "model_version string, reference_ne double, warnings string, evaluated_on date")
 
 
@@ -158,10 +158,11 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
     """Evaluate the stored scores of ``event_day``'s impressions against its closed labels.
 
     Returns None when nothing of that day was scored. Otherwise writes one row (replaced on
-    a re-run) to score.monitoring_table, logs ``scored_ne`` / ``scored_calibration`` /
-    ``scored_auc`` on the MLflow run of the model version that scored most of the rows
-    (step = the day as yyyymmdd), and returns the figures with warnings when NE or
-    calibration moved beyond score.ne_tolerance / score.calibration_tolerance.
+    a re-run) to score.monitoring_table and returns the figures with ``coverage`` (scored
+    and labelled rows over the day's labels). When coverage reaches score.min_coverage it
+    also logs ``scored_ne`` / ``scored_calibration`` / ``scored_auc`` on the MLflow run of
+    the model version that scored most of the rows (step = the day as yyyymmdd) and warns
+    when NE or calibration moved beyond score.ne_tolerance / score.calibration_tolerance.
     """
     import json
 
@@ -179,7 +180,7 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
         F.col("dt").between(F.lit(event_day - timedelta(days=1)), F.lit(evaluated_on))
         & (F.col("event_date") == F.lit(event_day)))
     labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date") == F.lit(event_day)).select(
-        "impression_id", F.col("clicked").cast("int").alias("label"))
+        "impression_id", F.col("clicked").cast("int").alias("label")).persist()
     joined = scores.join(labels, on="impression_id", how="left").persist()
     try:
         total = joined.count()
@@ -187,33 +188,40 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
             return None
         labelled = joined.where(F.col("label").isNotNull())
         quality = score_quality(labelled)
+        coverage = quality["rows"] / max(labels.count(), 1)
         version = (joined.groupBy("model_name", "model_version").count().orderBy(F.desc("count")).first())
     finally:
         joined.unpersist()
+        labels.unpersist()
     tracking.setup(tr.experiment)
     client = MlflowClient()
     run_id = client.get_model_version(version["model_name"], version["model_version"]).tags.get("run_id")
     reference = client.get_run(run_id).data.metrics.get("ne") if run_id else None
-    warnings = drift_warnings(quality, reference, sc.ne_tolerance, sc.calibration_tolerance)
-    out = {"event_date": event_day.isoformat(), "unlabelled": total - quality["rows"], **quality,
+    # A day only partly scored (say, only its late deliveries, scored the night they landed) is no
+    # sample of the day: its figures are kept, but it raises no warning and draws no point in MLflow.
+    partial = coverage < sc.min_coverage
+    warnings = [] if partial else drift_warnings(quality, reference, sc.ne_tolerance, sc.calibration_tolerance)
+    out = {"event_date": event_day.isoformat(), "unlabelled": total - quality["rows"], "coverage": coverage,
+           "partial": partial, **quality,
            "model_name": version["model_name"], "model_version": version["model_version"], "reference_ne": reference,
            "warnings": warnings}
-    row = {**{k: out[k] for k in ("rows", "unlabelled", "clicks", "predicted_clicks", "log_loss", "ne",
+    row = {**{k: out[k] for k in ("rows", "unlabelled", "coverage", "clicks", "predicted_clicks", "log_loss", "ne",
                                    "calibration", "auc", "model_name", "model_version", "reference_ne")},
            "event_date": event_day, "deciles": json.dumps(quality["deciles"]), "warnings": json.dumps(warnings),
            "evaluated_on": evaluated_on}
     names = [c.split()[0] for c in MONITORING_DDL.split(", ")]
     frame = spark.createDataFrame([tuple(row[n] for n in names)], MONITORING_DDL)
     storage.write_partition(frame, resolve_uri(cfg.paths.warehouse, sc.monitoring_table), event_day, "event_date")
-    if run_id:
+    if run_id and not partial:
         step = int(event_day.strftime("%Y%m%d"))
         for key in ("ne", "calibration", "auc"):
             if out[key] is not None:
                 client.log_metric(run_id, f"scored_{key}", out[key], step=step)
     for w in warnings:
         log.warning("scores of %s: %s", event_day, w)
-    log.info("scores of %s against closed labels: %s rows, NE %s, calibration %s, AUC %s", event_day,
-             f"{quality['rows']:,}", _fmt(out["ne"]), _fmt(out["calibration"]), _fmt(out["auc"]))
+    log.info("scores of %s against closed labels: %s rows (%.1f%% of the day's labels%s), NE %s, calibration %s, "
+             "AUC %s", event_day, f"{quality['rows']:,}", 100 * coverage, ": partial, no warnings" if partial else "",
+             _fmt(out["ne"]), _fmt(out["calibration"]), _fmt(out["auc"]))
     return out
 
 

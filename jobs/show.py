@@ -100,7 +100,8 @@ def score_lines(report: dict) -> list[str]:
         out.append(f"monitoring of {m['event_date']}'s scores failed: {m['error']}")
     elif m:
         out.append(f"scores of {m['event_date']} against their labels: NE {_figure(m['ne'])}, calibration "
-                   f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows)")
+                   f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows, {m['coverage']:.0%} of the day's "
+                   f"labels{'; partial: no warnings' if m['partial'] else ''})")
         out += [f"  warning: {w}" for w in m["warnings"]]
     return out
 

@@ -145,6 +145,7 @@ class ScoreConfig:
     nightly: bool                   # score the night's landed impressions after gold (jobs/score.py)
     ne_tolerance: float             # a day's NE above the champion's test NE by more than this is a warning
     calibration_tolerance: float    # |predicted / observed clicks - 1| above this is a warning
+    min_coverage: float             # a day with fewer of its labelled impressions scored is partial: no warnings
     monitoring_table: str           # relative = under paths.warehouse
 
 

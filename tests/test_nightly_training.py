@@ -217,6 +217,7 @@ def test_closed_scores_are_monitored_into_a_table_and_the_models_run(spark, scor
     cfg, _, reg = scored
     m = score.monitor_day(spark, cfg, MONDAY, MONDAY)   # label_maturity_days 0 here: Monday's labels are closed
     assert m["rows"] > 1000 and m["unlabelled"] >= 0 and 0 < m["ne"] < 1.5 and 0.5 < m["auc"] <= 1
+    assert m["coverage"] > 0.95 and not m["partial"]   # the whole landing of the day was scored
     # up to 10 buckets by decile cut points: fewer when the calibrated scores tie (isotonic steps)
     assert 1 <= len(m["deciles"]) <= 10 and sum(d["rows"] for d in m["deciles"]) == m["rows"]
     assert m["model_version"] == str(reg["version"])
