@@ -76,8 +76,9 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
     lo_snap, hi_snap = snapshot_span(cfg, first, last)
     hi_snap = min(hi_snap, day)   # never a snapshot later than the landing day (pipelines/training_set.snapshot_day)
     have = set()
-    if storage.is_delta(spark, wh.gold("features")):   # the table the join reads (priors are written first)
-        have = {r[0] for r in storage.read_delta(spark, wh.gold("features")).where(
+    # Priors, not features: a snapshot of a day without history has no feature rows, but always priors.
+    if storage.is_delta(spark, wh.gold("priors")):
+        have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).where(
             F.col("as_of_date").between(F.lit(lo_snap), F.lit(hi_snap))).select("as_of_date").distinct().collect()}
     if hi_snap not in have:
         raise UsageError(f"no gold feature snapshot as of {hi_snap} (published by the nightly run of {hi_snap}), "
