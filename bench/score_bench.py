@@ -86,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Scoring with {out['model']} v{out['version']}", "", f"Warehouse: `{out['warehouse']}`", "",
              "| landed | rows | seconds | rows/s |", "|---|---:|---:|---:|",
              *[f"| {s['dt']} | {s['rows']:,} | {s['seconds']} | {s['rows_per_second']:,} |" for s in out["scoring"]],
-             "", "| event day | the champion's | rows | unlabelled | NE | calibration | AUC | warnings |",
-             "|---|---|---:|---:|---:|---:|---:|---|",
-             *[f"| {m['event_date']} | {m['role']} | {m['rows']:,} | {m['unlabelled']:,} | {f(m['ne'])} | "
+             "", "| event day | the champion's | rows | coverage | unlabelled | NE | calibration | AUC | warnings |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|",
+             *[f"| {m['event_date']} | {m['role']} | {m['rows']:,} | {m['coverage']:.3f} | {m['unlabelled']:,} | "
+               f"{f(m['ne'])} | "
                f"{f(m['calibration'])} | {f(m['auc'])} | {len(m['warnings'])} |" for m in out["monitoring"]]]
     (RESULTS / f"score-{stamp}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -222,6 +222,11 @@ def _validate(cfg: AppConfig) -> None:
              f"ingest.bronze_retention_days ({ing.bronze_retention_days}) must exceed clean.lookback_days "
              f"({cl.lookback_days}): silver looks back into the quarantine that long")
     _require(cl.conversion_window_hours >= 1, "clean.conversion_window_hours must be at least 1")
+    needed = cl.label_maturity_days + -(-cl.conversion_window_hours // 24)
+    _require(needed <= cl.conversion_maturity_days <= 30,
+             f"clean.conversion_maturity_days ({cl.conversion_maturity_days}) must be between {needed} "
+             f"(label_maturity_days {cl.label_maturity_days} + the {cl.conversion_window_hours} h conversion window "
+             f"in days, rounded up) and 30: earlier, conversions still inside the window would be left out")
     _require(cl.conversion_attribution in ("click", "viewable_impression"),
              "clean.conversion_attribution must be 'click' or 'viewable_impression', "
              f"got {cl.conversion_attribution!r}")

@@ -135,14 +135,13 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
     """After training: with score.nightly, score the impressions that landed tonight with the champion (the
     one tonight's training may have promoted); then monitor the stored scores of the day whose labels closed.
 
-    No champion yet skips scoring with the reason. Any other failure (a registry error, a
+    No champion yet, or a snapshot without history, skips scoring with the reason. Any other failure (a registry error, a
     missing snapshot) is recorded in the report and raised: the night's data is published
     by then, and the scheduler sees the failure. Rewrites the report when it did anything.
     """
     from datetime import date as _date
 
-    from jobs.cli import UsageError
-    from jobs.score import monitor_day, run_score
+    from jobs.score import NothingToScore, monitor_day, run_score
 
     started = time.monotonic()
     stage_jobs(spark, "score", day)
@@ -157,10 +156,7 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
         log.info("score dt=%s", day)
         try:
             report["scoring"] = {"status": "scored", **run_score(spark, cfg, day)}
-        except UsageError as err:
-            if "has no champion yet" not in str(err):
-                failed("scoring", err)
-                raise
+        except NothingToScore as err:   # no champion yet, or no history yet
             report["scoring"] = {"status": "skipped", "reason": str(err)}
             log.info("scoring skipped: %s", err)
         except BaseException as err:

@@ -22,6 +22,7 @@ rows need is not published, no champion, or the champion needs a column the rows
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -47,6 +48,30 @@ log = logging.getLogger("ctr.score")
 
 SCORE_COLUMNS = ("impression_id", "event_ts", "event_date", "user_id", "ad_id", "p_click", "model_name",
                  "model_version", "model_alias", "snapshot_date", "features_version", "scored_at", "dt")
+
+
+class NothingToScore(UsageError):
+    """No champion yet, or no history to score with: the nightly stage skips, the job exits 2."""
+
+
+def published_snapshots(spark: SparkSession, wh: Warehouse, first: date, last: date) -> dict[date, bool]:
+    """The as-of days first .. last whose feature snapshot a nightly run published -> whether it holds history.
+
+    Priors have rows for any snapshot with history; a snapshot without any history (the
+    first night of a warehouse) has no rows at all, so the night's run report, which
+    names the snapshot its gold stage wrote, tells that one apart from a missing one.
+    """
+    have: dict[date, bool] = {}
+    if storage.is_delta(spark, wh.gold("priors")):
+        have = {r[0]: True for r in storage.read_delta(spark, wh.gold("priors")).where(
+            F.col("as_of_date").between(F.lit(first), F.lit(last))).select("as_of_date").distinct().collect()}
+    for i in range((last - first).days + 1):
+        day = first + timedelta(days=i)
+        if day not in have and storage.exists(spark, wh.report(day)):
+            gold = json.loads(storage.read_text(spark, wh.report(day))).get("gold", {})
+            if gold.get("features_as_of") == day.isoformat():
+                have[day] = False
+    return have
 
 
 def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFrame, date, date]:
@@ -75,14 +100,15 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
     first, last = span["lo"], span["hi"]
     lo_snap, hi_snap = snapshot_span(cfg, first, last)
     hi_snap = min(hi_snap, day)   # never a snapshot later than the landing day (pipelines/training_set.snapshot_day)
-    have = set()
-    # Priors, not features: a snapshot of a day without history has no feature rows, but always priors.
-    if storage.is_delta(spark, wh.gold("priors")):
-        have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).where(
-            F.col("as_of_date").between(F.lit(lo_snap), F.lit(hi_snap))).select("as_of_date").distinct().collect()}
+    have = published_snapshots(spark, wh, lo_snap, hi_snap)
     if hi_snap not in have:
         raise UsageError(f"no gold feature snapshot as of {hi_snap} (published by the nightly run of {hi_snap}), "
                          f"which the impressions landed on {day} need: run `make backfill DATE={hi_snap}` first")
+    if not have[hi_snap]:
+        # Every rate would be null: rows no model here was trained on (measured: calibration off 20x).
+        raise NothingToScore(f"the feature snapshot as of {hi_snap}, which the impressions landed on {day} need, "
+                             f"holds no history yet (the warehouse's first night): nothing a model trained on "
+                             f"history can score; the next night's landing can be scored")
     older = [lo_snap + timedelta(days=i) for i in range((hi_snap - lo_snap).days)
              if lo_snap + timedelta(days=i) not in have]
     if older:
@@ -113,7 +139,7 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
     tracking.setup(tr.experiment)
     current = tracking.champion_model(tr.registered_model)   # a registry failure raises: exit 1
     if current is None:
-        raise UsageError(f"registered model {tr.registered_model!r} has no champion yet: train one first "
+        raise NothingToScore(f"registered model {tr.registered_model!r} has no champion yet: train one first "
                          f"(`make train`, or the nightly job with --train)")
     model, version = current
     if table:
@@ -165,8 +191,6 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
     the model version that scored most of the rows (step = the day as yyyymmdd) and warns
     when NE or calibration moved beyond score.ne_tolerance / score.calibration_tolerance.
     """
-    import json
-
     from mlflow.tracking import MlflowClient
 
     from jobs import tracking
@@ -212,7 +236,8 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
            "evaluated_on": evaluated_on}
     names = [c.split()[0] for c in MONITORING_DDL.split(", ")]
     frame = spark.createDataFrame([tuple(row[n] for n in names)], MONITORING_DDL)
-    storage.write_partition(frame, resolve_uri(cfg.paths.warehouse, sc.monitoring_table), event_day, "event_date")
+    storage.write_partition(frame, resolve_uri(cfg.paths.warehouse, sc.monitoring_table), event_day, "event_date",
+                            add_columns=True)
     if run_id and not partial:
         step = int(event_day.strftime("%Y%m%d"))
         for key in ("ne", "calibration", "auc"):

@@ -5,7 +5,8 @@
 Reads bronze of that date and the silver decisions of the lookback window
 before it; writes (each a replaceWhere of one partition, so a re-run replaces):
 silver/impressions and silver/clicks (dt = arrival date), silver/click_resolutions
-(orphans resolved by this run), silver/labels (event_date = date - maturity) and
+(orphans resolved by this run), silver/labels (event_date = date - label_maturity_days),
+silver/conversion_labels (event_date = date - conversion_maturity_days) and
 reports/dt=<date>/run_report.json.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pipelines.config import AppConfig  # noqa: E402
 from pipelines.dedup import flag_duplicates  # noqa: E402
 from pipelines.parsing import likely_renames  # noqa: E402
 from pipelines.schemas import ALL_STREAMS  # noqa: E402
-from pipelines.labels import LABEL_COLUMNS, close_day  # noqa: E402
+from pipelines.labels import LABEL_COLUMNS, close_conversions, close_day  # noqa: E402
 from pipelines.training_set import one_row_per_key_and_day  # noqa: E402
 from pipelines.report import balance_errors, contract_counts, funnel_lines  # noqa: E402
 
@@ -60,11 +61,13 @@ SCHEMAS = {
                "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
                "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
                "click_id string, click_ts timestamp, converted boolean, arrival_dt date, closed_on date"),
+    "conversion_labels": "impression_id string, event_date date, converted boolean, conversion_ts timestamp, "
+                         "closed_on date",
     "conversions": ("conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, "
                     "value double, type string, attributed_click_id string, attributed_impression_id string, "
                     "fate string, dt date"),
 }
-PARTITION = {"labels": "event_date"}
+PARTITION = {"labels": "event_date", "conversion_labels": "event_date"}
 
 
 def ensure_tables(spark: SparkSession, wh: Warehouse) -> None:
@@ -101,7 +104,9 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     started = time.monotonic()
     gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
     event_day = day - timedelta(days=clean.label_maturity_days)
-    partitions = {"silver_labels": event_day}   # the partition of the labels this night closes
+    conversion_day = day - timedelta(days=clean.conversion_maturity_days)
+    # the partitions of the labels this night closes
+    partitions = {"silver_labels": event_day, "silver_conversion_labels": conversion_day}
     versions = begin(spark, cfg, "silver", day, gated, partitions=partitions, report=True)
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
@@ -125,6 +130,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
 
     report = day_report(spark, wh, day, clean.label_maturity_days)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
+    report["closed_conversions"] = close_conversion_labels(spark, cfg, wh, day)
     report["unknown_fields"] = unknown_fields(today)
     sources = {"bronze + quarantine hold": stored_counts(spark, wh, day, report)}
     if lines_read:
@@ -293,7 +299,21 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
                          F.sum((F.col("converted") & ~F.col("reclassified_bot")).cast("int")).alias("v")).first()
     labelled.unpersist()
     return {"event_date": event_day.isoformat(), "impressions": stats["n"] or 0, "clicked": stats["c"] or 0,
-            "converted": stats["v"] or 0, "reclassified_bot_behavioural": stats["r"] or 0}
+            "converted_so_far": stats["v"] or 0, "reclassified_bot_behavioural": stats["r"] or 0}
+
+
+def close_conversion_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
+    """Write silver/conversion_labels for the event day whose conversion window closed with this run."""
+    event_day = day - timedelta(days=cfg.clean.conversion_maturity_days)
+    labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date") == F.lit(event_day))
+    conversions = window(storage.read_delta(spark, wh.silver("conversions")), event_day - timedelta(days=1), day)
+    closed = close_conversions(labels, conversions, day).persist()
+    storage.write_partition(closed, wh.silver("conversion_labels"), event_day, column="event_date")
+    stats = closed.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("converted").cast("int")).alias("v")).first()
+    closed.unpersist()
+    log.info("silver dt=%s: conversion labels of %s closed: %d of %d impressions converted", day, event_day,
+             stats["v"] or 0, stats["n"])
+    return {"event_date": event_day.isoformat(), "impressions": stats["n"], "converted": stats["v"] or 0}
 
 
 def main(argv: list[str] | None = None) -> int:

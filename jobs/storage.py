@@ -100,18 +100,20 @@ def is_delta(spark: SparkSession, uri: str) -> bool:
 
 
 def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
-                    also_partition_by: tuple[str, ...] = ()) -> None:
+                    also_partition_by: tuple[str, ...] = (), add_columns: bool = False) -> None:
     """Replace exactly one date partition of a Delta table (created if absent).
 
     replaceWhere makes the write idempotent: a re-run replaces the day's rows in
-    one atomic commit instead of appending them a second time.
+    one atomic commit instead of appending them a second time. ``add_columns``
+    lets a newer release add columns to a table an older one created (mergeSchema).
     """
     faults.before_write(f"{uri} {column}={day}")
-    (df.write.format("delta")
-     .mode("overwrite")
-     .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'")
-     .partitionBy(column, *also_partition_by)
-     .save(uri))
+    writer = (df.write.format("delta")
+              .mode("overwrite")
+              .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'"))
+    if add_columns:
+        writer = writer.option("mergeSchema", "true")
+    writer.partitionBy(column, *also_partition_by).save(uri)
 
 
 def read_delta(spark: SparkSession, uri: str) -> DataFrame:

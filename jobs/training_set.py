@@ -117,6 +117,19 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
                          landed=landed)
 
 
+def with_closed_conversions(spark: SparkSession, wh: Warehouse, labels: DataFrame, first: date,
+                            last: date) -> tuple[DataFrame, date | None]:
+    """Labels with ``converted`` from the closed conversion labels only (null on a day not closed yet),
+    and the newest day of first .. last whose conversion labels closed."""
+    uri = wh.silver("conversion_labels")
+    closed = (storage.read_delta(spark, uri).where(F.col("event_date").between(F.lit(first), F.lit(last)))
+              if storage.is_delta(spark, uri) else spark.createDataFrame([], "impression_id string, "
+                                                                            "event_date date, converted boolean"))
+    newest = closed.agg(F.max("event_date")).first()[0]
+    out = labels.drop("converted").join(closed.select("impression_id", "converted"), on="impression_id", how="left")
+    return out, newest
+
+
 def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
     wh, ts, gold = Warehouse(cfg.paths.warehouse), cfg.training_set, cfg.gold
     started = time.monotonic()
@@ -130,8 +143,9 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
              ts.validation_days, ts.test_days)
     ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
-    rows = assign_splits(labels_with_dimensions(spark, wh, first, last, landed="arrival_dt"), last, ts.train_days,
-                         ts.validation_days, ts.test_days)
+    rows, conversions_closed = with_closed_conversions(
+        spark, wh, labels_with_dimensions(spark, wh, first, last, landed="arrival_dt"), first, last)
+    rows = assign_splits(rows, last, ts.train_days, ts.validation_days, ts.test_days)
     names = feature_columns(cfg)
     joined = with_features(spark, cfg, wh, rows, first, last, landed="arrival_dt").localCheckpoint(eager=True)
     labelled = (joined.withColumn("label", F.col("clicked").cast("int"))
@@ -146,7 +160,9 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
                            "test": [(last - timedelta(days=ts.test_days - 1)).isoformat(), last.isoformat()]},
                 "neg_keep_rate": ts.neg_keep_rate, "label": "label", "split": "split", "group": "user_id",
                 "numeric_features": names, "categorical_features": [f"c_{c}" for c in ts.categorical],
-                "windows_days": list(gold.windows_days), "snapshot_lag_days": ts.snapshot_lag_days}
+                "windows_days": list(gold.windows_days), "snapshot_lag_days": ts.snapshot_lag_days,
+                # `converted` is null on the days after this one: their conversion labels had not closed
+                "conversions_closed_through": conversions_closed and conversions_closed.isoformat()}
     gated = {"gold_training_set": wh.gold("training_set")}
     before = table_versions(spark, gated)
     (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")

@@ -51,6 +51,7 @@ class CleanConfig:
     lookback_days: int
     conversion_window_hours: int
     conversion_attribution: str
+    conversion_maturity_days: int   # a day's conversion labels close this many days after it
     ua_hash_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
 

@@ -7,13 +7,18 @@ partials of event days A - w .. A - 1. The as-of day itself never counts, which
 is what keeps an impression's own click out of its features.
 
 Partials group by the impression's day, but an impression's click (up to the
-attribution window) and conversion (up to a day later, when the labels close)
-can happen after that day ended. A click at 00:05 on A on an impression of
-A - 1 is not known before A began, so each partial also counts the part of
-its clicks and conversions that happened after its day (``*_after_day``) and
-keeps the last click within its day; the snapshot as of A subtracts that part
-for the last ``label_maturity_days`` event days (with maturity 1, day A - 1
-only: for earlier days it happened before A).
+attribution window) can happen after that day ended. A click at 00:05 on A on an
+impression of A - 1 is not known before A began, so each partial also counts the
+part of its clicks that happened after its day (``*_after_day``) and keeps the
+last click within its day; the snapshot as of A subtracts that part for the last
+``label_maturity_days`` event days (with maturity 1, day A - 1 only: for earlier
+days it happened before A).
+
+Conversions come only from closed conversion labels (pipelines/labels.py), in
+partials of their own (``daily_conversions``): a day's conversion labels close
+``conversion_maturity_days`` (K) after it, so ``conv_<w>d`` as of A counts the
+conversions of the impressions of the w newest days whose labels had closed
+before A: event days A - K - w .. A - K - 1. Every one of them happened before A.
 """
 from __future__ import annotations
 
@@ -30,15 +35,16 @@ ENTITY_KEY_COLUMNS = ("user_id", "ad_id", "publisher_id", "campaign_id", "advert
 CATEGORICAL_COLUMNS = ("device_type", "country", "creative_type", "ad_category", "publisher_category", "segment",
                        "ad_id", "publisher_id", "campaign_id", "advertiser_id")
 KEY_SEPARATOR = "\u001f"  # never inside an id, so (a, bc) and (ab, c) stay different keys
-COUNTS = ("impressions", "measured", "viewable", "clicks", "viewable_clicks", "conversions")
+COUNTS = ("impressions", "measured", "viewable", "clicks", "viewable_clicks")
 # counts whose events can happen after the impression's day -> their part that did
-AFTER_DAY = {"clicks": "clicks_after_day", "viewable_clicks": "viewable_clicks_after_day",
-             "conversions": "conversions_after_day"}
+AFTER_DAY = {"clicks": "clicks_after_day", "viewable_clicks": "viewable_clicks_after_day"}
 PARTIAL_COLUMNS = ("entity", "key", *COUNTS, *AFTER_DAY.values(), "last_impression_ts", "last_click_ts",
                    "last_click_ts_in_day", "users_sketch", "event_date")
+CONVERSION_PARTIAL_COLUMNS = ("entity", "key", "conversions", "event_date")
 # name in the snapshot -> daily partial it sums
 WINDOW_SUMS = {"imps": "impressions", "measured": "measured", "viewable": "viewable", "clicks": "clicks",
-               "viewable_clicks": "viewable_clicks", "conv": "conversions"}
+               "viewable_clicks": "viewable_clicks"}
+CONVERSION_SUM = "conv"   # the snapshot's window sum of closed conversions (daily_conversions)
 # smoothed rate -> (successes, trials)
 RATES = {"ctr": ("clicks", "imps"), "vctr": ("viewable_clicks", "viewable")}
 
@@ -53,7 +59,8 @@ def entity_key(columns: tuple[str, ...]) -> Column:
 
 def snapshot_columns(windows: tuple[int, ...]) -> list[str]:
     """The feature snapshot's columns, in order."""
-    per_window = [f"{name}_{w}d" for w in sorted(windows) for name in (*WINDOW_SUMS, "users", *RATES)]
+    per_window = [f"{name}_{w}d" for w in sorted(windows)
+                  for name in (*WINDOW_SUMS, CONVERSION_SUM, "users", *RATES)]
     return ["entity", "key", *per_window, "last_impression_ts", "last_click_ts", "as_of_date"]
 
 
@@ -62,8 +69,7 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     """One row per (entity, key, event_date) of labelled impressions.
 
     In: labels with their dimension attributes (event_date, event_ts, user_id,
-    every key column, is_measured, is_viewable, clicked, click_ts, converted,
-    conversion_ts: the first attributed conversion's time, null when unknown).
+    every key column, is_measured, is_viewable, clicked, click_ts).
     Out: PARTIAL_COLUMNS. ``users_sketch`` is an HLL sketch of the key's distinct
     users for the entities in ``distinct_users_for`` (null for the others):
     sketches merge across days where distinct counts cannot.
@@ -74,23 +80,19 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
                            for name, keys in entities.items()])
     next_day = F.date_add(F.col("event_date"), 1).cast("timestamp")
     clicked_after_day = F.col("clicked") & (F.col("click_ts") >= next_day)
-    # A conversion of unknown time counts as after the day: never early, at worst a day late.
-    converted_after_day = F.col("converted") & F.coalesce(F.col("conversion_ts") >= next_day, F.lit(True))
     exploded = (events.select("event_date", "event_ts", "user_id", "is_measured", "is_viewable", "clicked",
-                              "click_ts", "converted", clicked_after_day.alias("clicked_after_day"),
-                              converted_after_day.alias("converted_after_day"), F.explode(per_entity).alias("e"))
+                              "click_ts", clicked_after_day.alias("clicked_after_day"), F.explode(per_entity).alias("e"))
                 .where(F.col("e.key").isNotNull())
                 .select("e.entity", "e.key", "event_date", "event_ts", "user_id", "is_measured", "is_viewable",
-                        "clicked", "click_ts", "converted", "clicked_after_day", "converted_after_day"))
+                        "clicked", "click_ts", "clicked_after_day"))
     as_long = lambda flag: F.sum(F.col(flag).cast("long"))  # noqa: E731
     both = lambda a, b: F.sum((F.col(a) & F.col(b)).cast("long"))  # noqa: E731
     counts = exploded.groupBy("entity", "key", "event_date").agg(
         F.count(F.lit(1)).alias("impressions"), as_long("is_measured").alias("measured"),
         as_long("is_viewable").alias("viewable"), as_long("clicked").alias("clicks"),
-        both("clicked", "is_viewable").alias("viewable_clicks"), as_long("converted").alias("conversions"),
+        both("clicked", "is_viewable").alias("viewable_clicks"),
         F.coalesce(as_long("clicked_after_day"), F.lit(0)).alias("clicks_after_day"),
         F.coalesce(both("clicked_after_day", "is_viewable"), F.lit(0)).alias("viewable_clicks_after_day"),
-        F.coalesce(as_long("converted_after_day"), F.lit(0)).alias("conversions_after_day"),
         F.max("event_ts").alias("last_impression_ts"),
         F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"),
         F.max(F.when(F.col("clicked") & ~F.col("clicked_after_day"), F.col("click_ts"))).alias(
@@ -101,21 +103,39 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     return counts.join(sketches, on=["entity", "key", "event_date"], how="left").select(*PARTIAL_COLUMNS)
 
 
+def daily_conversions(events: DataFrame, entities: dict[str, tuple[str, ...]]) -> DataFrame:
+    """One row per (entity, key, event_date) with converted impressions of one closed day.
+
+    In: the day's closed conversion labels with their dimension attributes (event_date,
+    converted, every key column). Out: CONVERSION_PARTIAL_COLUMNS; keys without a
+    conversion have no row (the snapshot counts them as zero).
+    """
+    per_entity = F.array(*[F.struct(F.lit(name).alias("entity"), entity_key(keys).alias("key"))
+                           for name, keys in entities.items()])
+    return (events.where(F.col("converted")).select("event_date", F.explode(per_entity).alias("e"))
+            .where(F.col("e.key").isNotNull())
+            .groupBy(F.col("e.entity").alias("entity"), F.col("e.key").alias("key"), "event_date")
+            .agg(F.count(F.lit(1)).alias("conversions"))
+            .select(*CONVERSION_PARTIAL_COLUMNS))
+
+
 def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...],
-                    settle_days: int = 1) -> DataFrame:
+                    settle_days: int = 1, conversions: DataFrame | None = None,
+                    conversion_settle_days: int = 4) -> DataFrame:
     """Raw window counts of every key with events in the longest window before ``as_of``.
 
     In: PARTIAL_COLUMNS (any days; only the window's are used); ``settle_days``: how many
-    days after its event day a partial's clicks and conversions can still happen (the
-    label maturity).
-    Out: entity, key, ``<count>_<w>d`` for every count of WINDOW_SUMS and ``users_<w>d``,
-    last_impression_ts, last_click_ts (within the longest window), as_of_date.
+    days after its event day a partial's clicks can still happen (the label maturity);
+    ``conversions``: CONVERSION_PARTIAL_COLUMNS (None: no conversion labels closed yet),
+    whose day E counts from the snapshot as of E + ``conversion_settle_days`` + 1 on.
+    Out: entity, key, ``<count>_<w>d`` for every count of WINDOW_SUMS, ``conv_<w>d`` and
+    ``users_<w>d``, last_impression_ts, last_click_ts (within the longest window), as_of_date.
     """
     # 1. Only event days strictly before the as-of day: the as-of day and later are the future.
     first = as_of - timedelta(days=max(windows))
     history = partials.where(F.col("event_date").between(F.lit(first), F.lit(as_of - timedelta(days=1))))
     # 2. The newest days contribute only what happened within them: a click or conversion after its
-    #    impression's day may be on the as-of day, not yet known when it began. Such events reach a
+    #    impression's day may be on the as-of day, not yet known when it began. Such clicks reach a
     #    partial until its labels close (settle_days = label_maturity_days after the day), so for the
     #    last settle_days days the after-day part is left out (for settle_days > 1 a little early).
     newest = F.col("event_date") >= F.lit(as_of - timedelta(days=max(1, settle_days)))
@@ -132,7 +152,23 @@ def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...],
     aggs += [F.max("last_impression_ts").alias("last_impression_ts"),
              F.max(F.when(newest, F.col("last_click_ts_in_day")).otherwise(F.col("last_click_ts"))).alias(
                  "last_click_ts")]
-    return history.groupBy("entity", "key").agg(*aggs).withColumn("as_of_date", F.lit(as_of))
+    raw = history.groupBy("entity", "key").agg(*aggs)
+    # 4. Conversions: the w newest closed days, E <= as_of - K - 1 (a re-run after later nights
+    #    closed more days sees exactly the same ones). Keys without impressions in the longest window
+    #    are not in the snapshot, so their old conversions are not either.
+    conv_names = [f"{CONVERSION_SUM}_{w}d" for w in sorted(windows)]
+    if conversions is not None:
+        newest_closed = as_of - timedelta(days=conversion_settle_days + 1)
+        closed = conversions.where(F.col("event_date").between(
+            F.lit(newest_closed - timedelta(days=max(windows) - 1)), F.lit(newest_closed)))
+        sums = closed.groupBy("entity", "key").agg(*[
+            F.sum(F.when(F.col("event_date") > F.lit(newest_closed - timedelta(days=w)), F.col("conversions")))
+            .alias(name) for w, name in zip(sorted(windows), conv_names)])
+        raw = raw.join(sums, on=["entity", "key"], how="left")
+    raw = raw.select("*", *[F.lit(None).cast("long").alias(n) for n in conv_names if n not in raw.columns])
+    raw = raw.select(*[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c) if c in conv_names else F.col(c)
+                       for c in raw.columns])
+    return raw.withColumn("as_of_date", F.lit(as_of))
 
 
 def fit_beta_priors(snapshot: DataFrame, windows: tuple[int, ...], prior: PriorConfig) -> DataFrame:

@@ -81,4 +81,8 @@ def funnel_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"labels closed for {closed['event_date']}: {closed['impressions']:,} impressions, "
                      f"{closed['clicked']:,} clicked ({_pct(closed['clicked'], closed['impressions']).strip()})"
                      f", {closed['reclassified_bot_behavioural']:,} reclassified as behavioural bots")
+    conv = r.get("closed_conversions")
+    if conv:
+        lines.append(f"conversion labels closed for {conv['event_date']}: {conv['converted']:,} of "
+                     f"{conv['impressions']:,} impressions converted")
     return lines

@@ -57,6 +57,9 @@ def test_good_arguments_reach_the_job(capsys):
     ("clean:\n  min_dwell_ms: fast\n", "clean.min_dwell_ms must be a whole number"),
     ("clean:\n  attribution_window_s: 0\n", "clean.attribution_window_s must be at least 1"),
     ("clean:\n  conversion_attribution: last_touch\n", "conversion_attribution must be"),
+    ("clean:\n  conversion_maturity_days: 3\n", "clean.conversion_maturity_days (3) must be between 4 "
+                                               "(label_maturity_days 1 + the 72 h conversion window"),
+    ("clean:\n  conversion_window_hours: 168\n", "clean.conversion_maturity_days (4) must be between 8"),
     ("spark: !!python/object/apply:os.system ['touch /tmp/pwned']\n", "!!python/object/apply:os.system would build"),
     ("spark: !!python/name:os.system\n", "!!python/name:os.system would build a Python object"),
     ("generator:\n  start_date: 2025-02-30\n", "holds an impossible value"),

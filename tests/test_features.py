@@ -8,7 +8,13 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipelines.config import PriorConfig
-from pipelines.features import daily_partials, fit_beta_priors, window_snapshot, with_smoothed_rates
+from pipelines.features import (
+    daily_conversions,
+    daily_partials,
+    fit_beta_priors,
+    window_snapshot,
+    with_smoothed_rates,
+)
 from pipelines.training_set import (
     as_of,
     assign_splits,
@@ -53,18 +59,18 @@ def test_daily_partials_one_row_per_entity_key_and_day(spark):
         "users", F.hll_sketch_estimate("users_sketch")).drop("users_sketch", "last_impression_ts", "last_click_ts",
                                                              "last_click_ts_in_day", "event_date")
     sep = "\u001f"
-    # impressions, measured, viewable, clicks, viewable clicks, conversions, the last three after the day, users
+    # impressions, measured, viewable, clicks, viewable clicks, the last two after the day, users
+    # (conversions are not in these partials: they wait for closed conversion labels, daily_conversions)
     expected = spark.createDataFrame([
-        ("user", "u1", 2, 2, 2, 2, 2, 1, 0, 0, 0, None),
-        ("user", "u2", 1, 1, 0, 0, 0, 0, 0, 0, 0, None),
-        ("ad", "a1", 2, 2, 1, 1, 1, 0, 0, 0, 0, 2),
-        ("ad", "a2", 2, 2, 2, 1, 1, 1, 0, 0, 0, 1),  # the impression without a user still counts for its ad
-        ("user_x_ad", f"u1{sep}a1", 1, 1, 1, 1, 1, 0, 0, 0, 0, None),
-        ("user_x_ad", f"u2{sep}a1", 1, 1, 0, 0, 0, 0, 0, 0, 0, None),
-        ("user_x_ad", f"u1{sep}a2", 1, 1, 1, 1, 1, 1, 0, 0, 0, None),  # no key for the user-less impression
+        ("user", "u1", 2, 2, 2, 2, 2, 0, 0, None),
+        ("user", "u2", 1, 1, 0, 0, 0, 0, 0, None),
+        ("ad", "a1", 2, 2, 1, 1, 1, 0, 0, 2),
+        ("ad", "a2", 2, 2, 2, 1, 1, 0, 0, 1),  # the impression without a user still counts for its ad
+        ("user_x_ad", f"u1{sep}a1", 1, 1, 1, 1, 1, 0, 0, None),
+        ("user_x_ad", f"u2{sep}a1", 1, 1, 0, 0, 0, 0, 0, None),
+        ("user_x_ad", f"u1{sep}a2", 1, 1, 1, 1, 1, 0, 0, None),  # no key for the user-less impression
     ], "entity string, key string, impressions long, measured long, viewable long, clicks long, "
-       "viewable_clicks long, conversions long, clicks_after_day long, viewable_clicks_after_day long, "
-       "conversions_after_day long, users long")
+       "viewable_clicks long, clicks_after_day long, viewable_clicks_after_day long, users long")
     assertDataFrameEqual(out, expected, checkRowOrder=False, ignoreNullable=True)
 
 
@@ -82,26 +88,55 @@ def test_window_edges_previous_day_counts_own_day_never(spark):
     assertDataFrameEqual(snap, expected)
 
 
-def test_clicks_and_conversions_after_midnight_wait_for_the_next_snapshot(spark):
-    # An impression at 23:59:50 of D-1 clicked at 00:00:10 of D and converting at 01:00 of D: neither event
-    # was known before D began, so the snapshot as of D must not see them; the one as of D + 1 does.
-    rows = [label(1, "2025-03-09 23:59:50", clicked=True, click_ts="2025-03-10 00:00:10", converted=True,
-                  conversion_ts="2025-03-10 01:00:00"),
-            label(2, "2025-03-09 12:00:00", clicked=True, converted=True)]
-    cols = ("key", "imps_1d", "clicks_1d", "conv_1d", "imps_7d", "clicks_7d", "conv_7d", "last_click_ts")
-    ddl = ("key string, imps_1d long, clicks_1d long, conv_1d long, imps_7d long, clicks_7d long, conv_7d long, "
-           "last_click_ts timestamp")
+def test_clicks_after_midnight_wait_for_the_next_snapshot(spark):
+    # An impression at 23:59:50 of D-1 clicked at 00:00:10 of D: the click was not known before D
+    # began, so the snapshot as of D must not see it; the one as of D + 1 does.
+    rows = [label(1, "2025-03-09 23:59:50", clicked=True, click_ts="2025-03-10 00:00:10"),
+            label(2, "2025-03-09 12:00:00", clicked=True)]
+    cols = ("key", "imps_1d", "clicks_1d", "imps_7d", "clicks_7d", "last_click_ts")
+    ddl = "key string, imps_1d long, clicks_1d long, imps_7d long, clicks_7d long, last_click_ts timestamp"
     on_d = snapshot_of(spark, rows, date(2025, 3, 10)).where(F.col("entity") == "user").select(*cols)
-    assertDataFrameEqual(on_d, spark.createDataFrame([("u1", 2, 1, 1, 2, 1, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
+    assertDataFrameEqual(on_d, spark.createDataFrame([("u1", 2, 1, 2, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
     next_day = snapshot_of(spark, rows, date(2025, 3, 11)).where(F.col("entity") == "user").select(*cols)
     assertDataFrameEqual(next_day, spark.createDataFrame(
-        [("u1", 0, 0, 0, 2, 2, 2, datetime(2025, 3, 10, 0, 0, 10))], ddl))
+        [("u1", 0, 0, 2, 2, datetime(2025, 3, 10, 0, 0, 10))], ddl))
     # Labels that close two days late (label_maturity_days 2) leave the after-day part out for two days.
     partials = daily_partials(spark.createDataFrame(rows, LABELS_DDL), ENTITIES, ("ad",))
     settling = window_snapshot(partials, date(2025, 3, 11), (1, 7), settle_days=2).where(
         F.col("entity") == "user").select(*cols)
     assertDataFrameEqual(settling, spark.createDataFrame(
-        [("u1", 0, 0, 0, 2, 1, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
+        [("u1", 0, 0, 2, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
+
+
+def test_conversions_count_only_days_whose_conversion_labels_closed(spark):
+    # Conversion labels close K = 4 days after their day (the night of E + 4 publishes the snapshot as
+    # of E + 5), so as of 03-10 the newest closed day is 03-05: conv_1d counts 03-05 alone, conv_7d
+    # 02-27 .. 03-05. 03-06's conversion closes with the night of 03-10, after that snapshot: not counted.
+    rows = [label(i, ts, converted=True) for i, ts in enumerate(
+        ["2025-02-26 10:00:00", "2025-02-27 10:00:00", "2025-03-05 10:00:00", "2025-03-06 10:00:00",
+         "2025-03-09 10:00:00"])]
+    rows.append(label(9, "2025-03-05 11:00:00"))   # not converted
+    labels = spark.createDataFrame(rows, LABELS_DDL)
+    conversions = daily_conversions(labels, ENTITIES)
+    assertDataFrameEqual(conversions.where(F.col("entity") == "user"), spark.createDataFrame(
+        [("user", "u1", 1, date(2025, 2, d)) for d in (26, 27)] + [("user", "u1", 1, date(2025, 3, d))
+                                                                   for d in (5, 6, 9)],
+        "entity string, key string, conversions long, event_date date"), checkRowOrder=False)
+    snap = window_snapshot(daily_partials(labels, ENTITIES, ("ad",)), date(2025, 3, 10), (1, 7), 1, conversions,
+                           conversion_settle_days=4).where(F.col("entity") == "user")
+    assertDataFrameEqual(snap.select("key", "imps_7d", "conv_1d", "conv_7d"), spark.createDataFrame(
+        [("u1", 4, 1, 2)], "key string, imps_7d long, conv_1d long, conv_7d long"))
+    # A re-run of that snapshot after more days closed sees the same conversions; without any closed
+    # conversion partials every conv window is 0, never null.
+    later = conversions.unionByName(spark.createDataFrame([("user", "u1", 5, date(2025, 3, 7))],
+                                                          "entity string, key string, conversions long, "
+                                                          "event_date date"))
+    again = window_snapshot(daily_partials(labels, ENTITIES, ("ad",)), date(2025, 3, 10), (1, 7), 1, later,
+                            conversion_settle_days=4).where(F.col("entity") == "user")
+    assertDataFrameEqual(again.select("key", "conv_1d", "conv_7d"), snap.select("key", "conv_1d", "conv_7d"))
+    none = snapshot_of(spark, rows, date(2025, 3, 10)).where(F.col("entity") == "user")
+    assertDataFrameEqual(none.select("key", "conv_1d", "conv_7d"),
+                         spark.createDataFrame([("u1", 0, 0)], "key string, conv_1d long, conv_7d long"))
 
 
 def test_beta_prior_method_of_moments_and_smoothing(spark):
@@ -157,7 +192,9 @@ def _features_for_day(spark, rows, day):
     """The full path: labels -> partials -> snapshots -> features of the impressions on ``day``."""
     labels = spark.createDataFrame(rows, LABELS_DDL)
     partials = daily_partials(labels, ENTITIES, ("ad",))
-    raw = window_snapshot(partials, day, (1, 7))
+    # every day's conversions as if closed (K = 2: label maturity 1 + a 24 h window); the snapshot takes
+    # only the days it may
+    raw = window_snapshot(partials, day, (1, 7), 1, daily_conversions(labels, ENTITIES), conversion_settle_days=2)
     priors = fit_beta_priors(raw, (1, 7), PRIOR)
     features = with_smoothed_rates(raw, priors, (1, 7))
     todays = labels.where(F.col("event_date") == F.lit(day))

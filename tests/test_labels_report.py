@@ -1,12 +1,14 @@
 """CONTRACT 3.8 and 4: closing labels, report keys and balance."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
-from pipelines.labels import close_day
+from pipelines.conversions import attribute_conversions
+from pipelines.labels import close_conversions, close_day
 from pipelines.report import CONTRACT_KEYS, balance_errors, contract_counts
 
 D = date(2025, 3, 1)
@@ -29,6 +31,33 @@ def test_close_day_labels_clicks_and_reclassifies_late_bots(spark):
            for r in close_day(imp, clicks, bots, converted).collect()}
     assert got == {"i1": (False, False, False, D), "i2": (True, True, False, D),
                    "i3": (True, False, True, date(2025, 3, 2))}
+
+
+def test_conversion_labels_close_after_the_window_with_what_landed_by_then(spark):
+    # Four impressions of 03-01 at 10:00, each clicked at 10:10; the conversion window is 72 h and the
+    # day's conversion labels close with the night of 03-05 (label maturity 1 + 3 days).
+    imp_ts, click_ts = datetime(2025, 3, 1, 10), datetime(2025, 3, 1, 10, 10)
+    touch = spark.createDataFrame([(f"c{i}", f"i{i}", "u1", f"a{i}", click_ts) for i in range(1, 5)],
+                                  "touch_id string, impression_id string, user_id string, ad_id string, "
+                                  "touch_ts timestamp")
+    conversions = spark.createDataFrame([
+        ("v1", imp_ts + timedelta(hours=60), "u1", "a1", "c1", 1.0, "sale", date(2025, 3, 3)),   # 60 h: counts
+        ("v2", imp_ts + timedelta(hours=80), "u1", "a2", "c2", 1.0, "sale", date(2025, 3, 4)),   # after the window
+        ("v3", imp_ts + timedelta(hours=70), "u1", "a3", "c3", 1.0, "sale", date(2025, 3, 6)),   # lands after close
+        ("v4", imp_ts + timedelta(hours=2), "u1", "a4", None, 1.0, "sale", date(2025, 3, 1)),    # by user and ad
+    ], "conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, value double, "
+       "type string, dt date")
+    decided = attribute_conversions(conversions, touch, "click", 72)
+    labels = spark.createDataFrame([(f"i{i}", D) for i in range(1, 6)], "impression_id string, event_date date")
+    closed = close_conversions(labels, decided, date(2025, 3, 5))
+    expected = spark.createDataFrame([
+        ("i1", D, True, imp_ts + timedelta(hours=60), date(2025, 3, 5)),
+        ("i2", D, False, None, date(2025, 3, 5)),
+        ("i3", D, False, None, date(2025, 3, 5)),   # inside the window, but it landed after the labels closed
+        ("i4", D, True, imp_ts + timedelta(hours=2), date(2025, 3, 5)),
+        ("i5", D, False, None, date(2025, 3, 5)),   # never clicked, no conversion
+    ], "impression_id string, event_date date, converted boolean, conversion_ts timestamp, closed_on date")
+    assertDataFrameEqual(closed, expected, checkRowOrder=False, ignoreNullable=True)
 
 
 def test_contract_counts_have_every_key_and_balance():

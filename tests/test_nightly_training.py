@@ -206,6 +206,12 @@ def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scor
         score.run_score(spark, fewer, MONDAY)
     with pytest.raises(UsageError, match="--table needs --out"):
         score.run_score(spark, cfg, MONDAY, table=str(tmp_path / "rows"))
+    with pytest.raises(UsageError, match="no gold feature snapshot as of 2025-02-28 .*make backfill DATE=2025-02-28"):
+        score.landed_rows(spark, cfg, date(2025, 3, 1))
+    # the first night's snapshot was published (its run report says so) but holds no history to score with
+    with pytest.raises(score.NothingToScore, match="as of 2025-03-01, which the impressions landed on 2025-03-02 "
+                                                   "need, holds no history yet"):
+        score.landed_rows(spark, cfg, date(2025, 3, 2))
     empty = replace(cfg, paths=replace(cfg.paths, warehouse=str(tmp_path / "empty")))
     with pytest.raises(UsageError, match="no silver impressions"):
         score.run_score(spark, empty, MONDAY)

@@ -20,8 +20,8 @@ BRONZE_IMP = ("impression_id string, event_ts timestamp, user_id string, ad_id s
               "in_view_ms int, is_exploration boolean, extra map<string,string>, _source_file string, "
               "_line_hash long, _ingested_at timestamp, hour int, dt date")
 ENTITY_DAY = ("entity string, key string, event_date date, impressions long, measured long, viewable long, "
-              "clicks long, viewable_clicks long, conversions long, clicks_after_day long, "
-              "viewable_clicks_after_day long, conversions_after_day long, last_impression_ts timestamp, "
+              "clicks long, viewable_clicks long, clicks_after_day long, "
+              "viewable_clicks_after_day long, last_impression_ts timestamp, "
               "last_click_ts timestamp, last_click_ts_in_day timestamp, users_sketch binary")
 FEATURES = ("entity string, key string, as_of_date date, imps_7d long, clicks_7d long, viewable_7d long, "
             "viewable_clicks_7d long, conv_7d long, ctr_7d double, vctr_7d double, last_impression_ts timestamp, "
@@ -52,10 +52,14 @@ def label(i: int) -> dict:
                 arrival_dt=D, closed_on=D + timedelta(days=1))
 
 
+def conversion_label(i: int) -> dict:
+    return dict(impression_id=f"i{i}", event_date=D, converted=i == 1,
+                conversion_ts=TS + timedelta(hours=60) if i == 1 else None, closed_on=D + timedelta(days=4))
+
+
 def entity_day(i: int) -> dict:
     return dict(entity="ad", key=f"a{i}", event_date=D, impressions=10, measured=8, viewable=5, clicks=2,
-                viewable_clicks=1, conversions=1, clicks_after_day=1, viewable_clicks_after_day=0,
-                conversions_after_day=1, last_impression_ts=TS, last_click_ts=TS + timedelta(hours=16, minutes=5),
+                viewable_clicks=1, clicks_after_day=1, viewable_clicks_after_day=0, last_impression_ts=TS, last_click_ts=TS + timedelta(hours=16, minutes=5),
                 last_click_ts_in_day=TS, users_sketch=None)
 
 
@@ -75,11 +79,14 @@ TABLES = {
     "bronze_impressions": (BRONZE_IMP, bronze_imp, "dt", "impression_id", ("viewable_pct", 101.0)),
     "silver_clicks": (SCHEMAS["clicks"], silver_click, "dt", "click_id", None),
     "silver_labels": (SCHEMAS["labels"], label, "event_date", "impression_id", None),
+    "silver_conversion_labels": (SCHEMAS["conversion_labels"], conversion_label, "event_date", "impression_id",
+                                 None),
     "gold_entity_day": (ENTITY_DAY, entity_day, "event_date", "key", None),
     "gold_features": (FEATURES, features, "as_of_date", "key", ("ctr_7d", 1.5)),
     "gold_training_set": (TRAINING, training, "event_date", "impression_id", ("f_ad_ctr_7d", -0.1)),
 }
-UNIQUE = ["silver_clicks", "silver_labels", "gold_entity_day", "gold_features", "gold_training_set"]  # bronze keeps repeats
+UNIQUE = ["silver_clicks", "silver_labels", "silver_conversion_labels", "gold_entity_day", "gold_features",
+          "gold_training_set"]  # bronze keeps repeats
 NON_EMPTY = ["bronze_impressions", "silver_clicks", "gold_entity_day", "gold_features", "gold_training_set"]
 
 
@@ -191,6 +198,8 @@ def test_a_volume_drop_beyond_the_band_blocks(spark, cfg):
     for name in TABLES:  # 4 rows against 40; the training set's 4 rows at keep rate 0.5 stand for 6 impressions
         if name == "gold_training_set":
             assert f"{name}: impressions is 0.075x the trailing mean (expected between 0.5x and 1.5x)" in message
+        elif name == "silver_conversion_labels":   # one row per click label of its day: banded there
+            assert f"{name}: rows is" not in message
         else:
             assert f"{name}: rows is 0.1x the trailing mean (expected between 0.5x and 1.5x)" in message
 
