@@ -22,7 +22,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality bench-parity training-set train score mlflow-ui clean \
+.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -96,6 +96,9 @@ score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: the champion's cal
 
 bench-parity: $(STAMP) $(JARS_STAMP)  ## what the training/serving parity rule changes and costs, on a warehouse whose nights ran (after make demo)
 	$(PY) bench/parity_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG))
+
+bench-score: $(STAMP) $(JARS_STAMP)  ## scoring throughput per landed day and a score-monitoring row per closed day, with the champion (after make demo)
+	$(PY) bench/score_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG))
 
 bench-train: $(STAMP) $(JARS_STAMP)  ## distributed vs single-process XGBoost/LightGBM, results table (ROWS=...)
 	$(PY) bench/train_bench.py --rows $${ROWS:-500000}

@@ -1,6 +1,7 @@
 """Scoring throughput and a run of score-monitoring days, on a warehouse whose nights have run and that has a
 champion (the demo's: `make demo`).
 
+    make bench-score      (after make demo), or, with PYSPARK_PYTHON=.venv/bin/python for the Python workers:
     .venv/bin/python bench/score_bench.py --warehouse data/warehouse [--config conf/overlays/demo_training.yaml]
         [--start YYYY-MM-DD] [--end YYYY-MM-DD]
 
