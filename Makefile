@@ -22,7 +22,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars test demo demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
+.PHONY: help install jars lint test demo demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -42,8 +42,11 @@ $(JARS_STAMP): $(STAMP) conf/base.yaml
 
 jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cache/jars
 
-test: $(STAMP) $(JARS_STAMP)  ## run the test suite
+test: lint $(JARS_STAMP)  ## lint, then run the test suite
 	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff over the code (its rules in pyproject.toml)
+	$(PY) -m ruff check .
 
 demo: $(STAMP) $(JARS_STAMP)  ## generate 7 days of sample logs and run the nightly pipeline on them; the last night trains and scores
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
@@ -79,7 +82,7 @@ bench-quality: $(STAMP) $(JARS_STAMP)  ## logs -> nightly jobs -> training set -
 	$(PY) bench/quality_bench.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000} $(if $(LANDING_IN),--landing $(LANDING_IN))
 
 reliability: $(STAMP) $(JARS_STAMP)  ## faults, bad input and privacy drills, one table of figures [ROWS=1,4] [KILLS=20] (slow)
-	$(PY) bench/reliability/run.py $(if $(ROWS),--rows $(ROWS)) $(if $(KILLS),--kills $(KILLS)) $(if $(LOAD_BASE),--load-base $(LOAD_BASE))
+	$(PY) -m bench.reliability.run $(if $(ROWS),--rows $(ROWS)) $(if $(KILLS),--kills $(KILLS)) $(if $(LOAD_BASE),--load-base $(LOAD_BASE))
 
 restore: $(STAMP) $(JARS_STAMP)  ## make restore DATE=YYYY-MM-DD [WAREHOUSE=...] [FLAGS=--dry-run]: undo a published night
 	@$(PY) jobs/dates.py --date "$(DATE)" > /dev/null || exit 2
@@ -97,8 +100,9 @@ score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: the champion's cal
 bench-parity: $(STAMP) $(JARS_STAMP)  ## what the training/serving parity rule changes and costs, on a warehouse whose nights ran (after make demo)
 	$(PY) bench/parity_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG))
 
-bench-score: $(STAMP) $(JARS_STAMP)  ## scoring throughput per landed day and a score-monitoring row per closed day, with the champion (after make demo)
-	$(PY) bench/score_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG))
+bench-score: $(STAMP) $(JARS_STAMP)  ## scoring throughput per landed day and a score-monitoring row per closed day, with the champion (after make demo) [IMPRESSIONS=n: also a generated next day of n, on a copy]
+	$(PY) bench/score_bench.py --warehouse $(WAREHOUSE) $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG)) \
+	    $(if $(IMPRESSIONS),--next-day-impressions $(IMPRESSIONS))
 
 bench-train: $(STAMP) $(JARS_STAMP)  ## distributed vs single-process XGBoost/LightGBM, results table (ROWS=...)
 	$(PY) bench/train_bench.py --rows $${ROWS:-500000}

@@ -24,9 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -64,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if lag == 0:   # the old rule counted every impression of the day, whenever it landed
             import jobs.training_set as ts_job
             original = ts_job.with_same_day_counts
-            ts_job.with_same_day_counts = lambda rows, entities, same_day, **_: original(rows, entities, same_day)
+            ts_job.with_same_day_counts = (lambda rows, entities, same_day, _original=original, **_:
+                                           _original(rows, entities, same_day))
         try:
             started = time.monotonic()
             manifest = run_training_set(spark, cfg)

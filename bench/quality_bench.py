@@ -36,13 +36,10 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.bench.quality")
 RESULTS = REPO_ROOT / "bench" / "results"

@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import logging
+import os
 import shutil
 import statistics
 import sys
@@ -32,10 +32,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
+from jobs.layout import Warehouse
 
 CORES = os.cpu_count() or 1
 log = logging.getLogger("ctr.bench")
@@ -97,7 +95,8 @@ def duckdb_silver(wh: Warehouse, day, clean, out_dir: Path) -> tuple[float, dict
     """)
     seconds = time.perf_counter() - started
     counts = {f"impressions_{f}": n for f, n in con.execute("SELECT fate, count(*) FROM imp_out GROUP BY 1").fetchall()}
-    counts.update({f"clicks_{f}": n for f, n in con.execute("SELECT fate, count(*) FROM clk_out GROUP BY 1").fetchall()})
+    clicks = con.execute("SELECT fate, count(*) FROM clk_out GROUP BY 1").fetchall()
+    counts.update({f"clicks_{f}": n for f, n in clicks})
     return seconds, counts
 
 
@@ -223,7 +222,8 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Pa
     out["ingest_imp_per_s_per_core"] = round(imp / last["ingest_s"] / CORES)
     out["silver_imp_per_s_per_core"] = round(imp / last["silver_s"] / CORES)
     # Gold reads the closed day's labels (one day of impressions) and the partials.
-    out["gold_labels_per_s_per_core"] = round(last["closed_labels"] / last["gold_s"] / CORES) if last["gold_s"] else None
+    out["gold_labels_per_s_per_core"] = (round(last["closed_labels"] / last["gold_s"] / CORES)
+                                         if last["gold_s"] else None)
     if days >= 3:
         # Night 1 has no closed day (gold does nearly nothing); night 2 is the first to build partials and a
         # snapshot (1 day of history); the last night's snapshot spans days - 1 days of partials. The nights

@@ -3,13 +3,18 @@ champion (the demo's: `make demo`).
 
     make bench-score      (after make demo), or, with PYSPARK_PYTHON=.venv/bin/python for the Python workers:
     .venv/bin/python bench/score_bench.py --warehouse data/warehouse [--config conf/overlays/demo_training.yaml]
-        [--start YYYY-MM-DD] [--end YYYY-MM-DD]
+        [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--next-day-impressions N]
 
 For every landing day start .. end (default: every day silver holds), jobs/score.run_score scores the valid
 impressions that landed that day with the champion (timed: rows per second); then, for every event day whose
 labels have closed, jobs/score.monitor_day evaluates the stored scores against them (the rows
 score.monitoring_table gets). The champion's own train, validation and test days are marked: its figures on
-them are not out of sample. Writes bench/results/score-<time>.{json,md}. A benchmark, not a test.
+them are not out of sample.
+
+With --next-day-impressions N (`make bench-score IMPRESSIONS=1000000`) it also measures scoring at a given
+size: on a copy of the warehouse (the original is left as it was), it generates N impressions for the day after
+the last landed day into a scratch landing, runs that day's night (no training, no nightly scoring) and then
+times scoring it. Writes bench/results/score-<time>.{json,md}. A benchmark, not a test.
 """
 from __future__ import annotations
 
@@ -21,9 +26,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -34,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", default=[])
     parser.add_argument("--start", type=date.fromisoformat)
     parser.add_argument("--end", type=date.fromisoformat)
+    parser.add_argument("--next-day-impressions", type=int, default=0,
+                        help="also generate and night a next day of this many impressions on a copy, and score it")
+    parser.add_argument("--work", default=None, help="scratch folder for --next-day-impressions (default: temporary)")
     args = parser.parse_args(argv)
+    if args.next_day_impressions and args.next_day_impressions < 1000:
+        parser.error("--next-day-impressions must be at least 1000")
+    if not (Path(args.warehouse) / "silver" / "impressions").is_dir():
+        parser.error(f"{args.warehouse} has no silver/impressions: run the nights first (make demo)")
 
     from dataclasses import replace
 
@@ -80,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         m = monitor_day(spark, cfg, event_day, max(days))
         if m:
             out["monitoring"].append({**m, "role": role.get(event_day, "out of sample")})
+    if args.next_day_impressions:
+        out["next_day"] = next_day(spark, cfg, max(days) + timedelta(days=1), args.next_day_impressions, args.work)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"score-{stamp}.json").write_text(json.dumps(out, indent=2, default=str))
-    f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+    f = lambda x: "n/a" if x is None else f"{x:.4f}"
     lines = [f"# Scoring with {out['model']} v{out['version']}", "", f"Warehouse: `{out['warehouse']}`", "",
              "| landed | rows | seconds | rows/s |", "|---|---:|---:|---:|",
              *[f"| {s['dt']} | {s['rows']:,} | {s['seconds']} | {s['rows_per_second']:,} |" for s in out["scoring"]],
@@ -92,9 +104,42 @@ def main(argv: list[str] | None = None) -> int:
              *[f"| {m['event_date']} | {m['role']} | {m['rows']:,} | {m['coverage']:.3f} | {m['unlabelled']:,} | "
                f"{f(m['ne'])} | "
                f"{f(m['calibration'])} | {f(m['auc'])} | {len(m['warnings'])} |" for m in out["monitoring"]]]
+    if "next_day" in out:
+        n = out["next_day"]
+        lines += ["", f"A generated next day ({n['dt']}, {n['generated_impressions']:,} impressions asked) on a copy: "
+                  f"night {n['night_seconds']} s; scored {n['rows']:,} valid landed impressions in {n['seconds']} s "
+                  f"= {n['rows_per_second']:,} rows/s"]
     (RESULTS / f"score-{stamp}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def next_day(spark, cfg, day: date, impressions: int, work: str | None) -> dict:
+    """Copy the warehouse, land ``impressions`` generated impressions for ``day``, run its night, time scoring it."""
+    import shutil
+    import tempfile
+    from dataclasses import replace
+
+    from jobs.generate_logs import run_generate
+    from jobs.nightly import run_nightly
+    from jobs.score import run_score
+
+    scratch = Path(work or tempfile.mkdtemp(prefix="score-bench-"))
+    wh, landing = scratch / "warehouse", scratch / "landing"
+    if wh.exists():
+        shutil.rmtree(wh)
+    shutil.copytree(cfg.paths.warehouse, wh)
+    cfg = replace(cfg, paths=replace(cfg.paths, warehouse=str(wh), landing=str(landing)),
+                  generator=replace(cfg.generator, start_date=day, days=1, impressions_per_day=impressions),
+                  score=replace(cfg.score, nightly=False))
+    run_generate(spark, cfg, overwrite=True)
+    started = time.monotonic()
+    run_nightly(spark, cfg, day, train=False)
+    night = round(time.monotonic() - started, 1)
+    result = run_score(spark, cfg, day)
+    return {"dt": day.isoformat(), "generated_impressions": impressions, "work": str(scratch),
+            "night_seconds": night, "rows": result["rows"], "seconds": result["seconds"],
+            "rows_per_second": round(result["rows"] / result["seconds"], 1)}
 
 
 if __name__ == "__main__":

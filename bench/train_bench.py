@@ -20,22 +20,19 @@ import shutil
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
 
-def timed(fn):  # noqa: ANN001, ANN201
+def timed(fn):
     started = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - started
 
 
-def single_process(frame, tr, fs):  # noqa: ANN001, ANN201
+def single_process(frame, tr, fs):
     """xgboost.train and lgb.train with 2 threads on pandas: (name -> (seconds, rounds, test AUC))."""
     import lightgbm as lgb
     import xgboost as xgb
@@ -66,7 +63,7 @@ def single_process(frame, tr, fs):  # noqa: ANN001, ANN201
             "lightgbm": (ls, model.best_iteration, lgb_auc)}
 
 
-def distributed(spark, table, frame, tr, fs):  # noqa: ANN001, ANN201
+def distributed(spark, table, frame, tr, fs):
     """xgboost.spark and the LightGBM barrier stage, 2 workers each: (name -> (seconds, rounds, test AUC))."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -87,7 +84,8 @@ def distributed(spark, table, frame, tr, fs):  # noqa: ANN001, ANN201
     (lgb_scorer, lcurves), ls = timed(lambda: train_lgbm(parts, valid, tr, fs))
     fit.unpersist()
     parts.unpersist()
-    return {"xgboost": (xs, xgb_scorer.booster().num_boosted_rounds(), auc(test["label"], xgb_scorer.predict_raw(test))),
+    return {"xgboost": (xs, xgb_scorer.booster().num_boosted_rounds(),
+                        auc(test["label"], xgb_scorer.predict_raw(test))),
             "lightgbm": (ls, len(next(iter(lcurves.values()))) - tr.early_stopping_rounds,
                          auc(test["label"], lgb_scorer.predict_raw(test)))}
 
@@ -126,7 +124,8 @@ def main() -> int:
                       "time_ratio": dist[k][0] / single[k][0], "auc_diff": dist[k][2] - single[k][2]}
                   for k in single}
     print(f"\n{args.rows} rows ({train_rows} train), {args.rounds} rounds max, early stopping 10")
-    print("| model | single-process (2 threads) | distributed (2 workers) | time ratio | AUC single | AUC dist | diff |")
+    print("| model | single-process (2 threads) | distributed (2 workers) | time ratio "
+          "| AUC single | AUC dist | diff |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for k, c in comparison.items():
         print(f"| {k} | {c['single_s']:.1f} s ({c['single_rounds']} rounds) | {c['spark_s']:.1f} s "

@@ -17,8 +17,8 @@ gold tables' HLL sketches and smoothed rates, is identical.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -46,7 +46,7 @@ def table_checksum(spark: SparkSession, uri: str, exclude: Mapping[str, str] = R
     """{"rows": n, "*": sum of row hashes, <column>: sum of its value hashes} of one Delta table, in one pass."""
     df = storage.read_delta(spark, uri)
     columns = sorted(c for c in df.columns if c not in exclude)
-    exact = lambda h: F.coalesce(F.sum(h.cast("decimal(38,0)")), F.lit(0).cast("decimal(38,0)"))  # noqa: E731
+    exact = lambda h: F.coalesce(F.sum(h.cast("decimal(38,0)")), F.lit(0).cast("decimal(38,0)"))
     row = df.agg(F.count(F.lit(1)).alias(ROWS),
                  exact(F.xxhash64(*[_hashable(df, c) for c in columns])).alias(WHOLE_ROW),
                  *[exact(F.xxhash64(_hashable(df, c))).alias(c) for c in columns]).first()

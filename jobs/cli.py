@@ -9,9 +9,10 @@ import argparse
 import logging
 import re
 import sys
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from jobs.config import ConfigError, load_config
 from jobs.quality import GateFailed
@@ -229,6 +230,6 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_GATE
-    except Exception:  # noqa: BLE001 - the scheduler needs an exit code, the user a traceback
+    except Exception:
         log.exception("run failed")
         return EXIT_RUNTIME

@@ -28,14 +28,14 @@ from pipelines.config import (
     IngestConfig,
     PathsConfig,
     QualityConfig,
-    SparkConfig,
     ScoreConfig,
-    TrainingSetConfig,
+    SparkConfig,
     TrainConfig,
+    TrainingSetConfig,
 )
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
-from pipelines.train.features import ABLATIONS
 from pipelines.schedule import parse_schedule
+from pipelines.train.features import ABLATIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -252,7 +252,8 @@ def _validate(cfg: AppConfig) -> None:
         if f.name == "sivt_users":
             _require(0 <= value <= 1000, "generator.rates.sivt_users must be between 0 and 1000")
         else:
-            _require(0.0 <= value <= 0.2 or (f.name in ("unmeasured", "repeat_click", "conversion", "late_clicked_impressions") and value <= 1.0),
+            whole_range = f.name in ("unmeasured", "repeat_click", "conversion", "late_clicked_impressions")
+            _require(0.0 <= value <= 0.2 or (whole_range and value <= 1.0),
                      f"generator.rates.{f.name} must be between 0 and 0.2, got {value}")
 
 
@@ -307,7 +308,8 @@ COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _validate_train(tr: TrainConfig) -> None:
     _require(bool(tr.models), "train.models must name at least one model family")
     for name in tr.models:
-        _require(name in MODEL_FAMILIES, f"train.models: unknown family {name!r} (choose from {', '.join(MODEL_FAMILIES)})")
+        _require(name in MODEL_FAMILIES,
+                 f"train.models: unknown family {name!r} (choose from {', '.join(MODEL_FAMILIES)})")
     _require(len(set(tr.models)) == len(tr.models), "train.models lists a family twice")
     _require("gbdt_lr" not in tr.models or "xgboost" in tr.models,
              "train.models: gbdt_lr uses the leaves of the xgboost model, so xgboost must be listed too")
@@ -336,12 +338,14 @@ def _validate_train(tr: TrainConfig) -> None:
     for name in (tr.numeric_prefix, tr.categorical_prefix, tr.cross_marker):
         _require(bool(re.fullmatch(r"[A-Za-z0-9_]+", name)),
                  f"train: prefix or marker {name!r} must hold only letters, digits and _")
-    _require(len(set(names)) == len(names), "train: label, split, group, date, id and neg_keep_rate columns must differ")
+    _require(len(set(names)) == len(names),
+             "train: label, split, group, date, id and neg_keep_rate columns must differ")
     overlap = set(tr.numeric_features) & set(tr.categorical_features)
     _require(not overlap, f"train: {sorted(overlap)[:1]} is listed as both numeric and categorical")
     _require(not set(tr.numeric_features + tr.categorical_features) & set(names),
              "train: a feature list names the label, split, group, date, id or neg_keep_rate column")
-    _require(tr.numeric_prefix != tr.categorical_prefix, "train.numeric_prefix and train.categorical_prefix must differ")
+    _require(tr.numeric_prefix != tr.categorical_prefix,
+             "train.numeric_prefix and train.categorical_prefix must differ")
     _require(tr.min_category_count >= 1, "train.min_category_count must be at least 1")
     for name in tr.ablations:
         _require(name in ABLATIONS, f"train.ablations: unknown ablation {name!r} (choose from {', '.join(ABLATIONS)})")

@@ -13,12 +13,8 @@ import argparse
 import re
 import sys
 from datetime import timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.cli import EXIT_USAGE, parse_date  # noqa: E402
+from jobs.cli import EXIT_USAGE, parse_date
 
 MAX_DAYS = 3660
 

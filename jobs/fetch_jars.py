@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from jobs.config import REPO_ROOT, load_config
 
 
 def main() -> int:

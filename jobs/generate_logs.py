@@ -18,21 +18,17 @@ import logging
 import re
 import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import UsageError, base_parser, parse_date, run_main  # noqa: E402
-from jobs.layout import Landing  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig, CleanConfig, GeneratorConfig  # noqa: E402
-from pipelines.generator.dims import USER_AGENTS  # noqa: E402
-from pipelines.generator.world import expected_counts, generate  # noqa: E402
+from jobs import storage
+from jobs.cli import UsageError, base_parser, parse_date, run_main
+from jobs.layout import Landing
+from jobs.spark import get_spark
+from pipelines.config import AppConfig, CleanConfig, GeneratorConfig
+from pipelines.generator.dims import USER_AGENTS
+from pipelines.generator.world import expected_counts, generate
 
 log = logging.getLogger("ctr.generate")
 STREAM_DIRS = ("impressions", "clicks", "conversions", "dims", "_truth")
@@ -47,7 +43,7 @@ def check_natural_agents(clean: CleanConfig) -> None:
                              "the generator cannot promise exact expected counts with this list")
 
 
-def _move_outputs(spark: SparkSession, tmp: str, dest_for: callable) -> int:  # noqa: ANN001
+def _move_outputs(spark: SparkSession, tmp: str, dest_for: callable) -> int:
     """Rename Spark's part files to the contract's names; returns how many were moved.
 
     Hadoop's .crc side files are not moved; they go with the temp folder.
@@ -121,7 +117,8 @@ def run_generate(spark: SparkSession, cfg: AppConfig, overwrite: bool) -> dict:
              gen.impressions_per_day, gen.seed)
     out = generate(spark, gen, cfg.clean)
     worst = out.user_day_load.agg(F.max("impressions").alias("i"), F.max("clicks").alias("c")).first()
-    if (worst["i"] or 0) > cfg.clean.max_impressions_per_user_day or (worst["c"] or 0) > cfg.clean.max_clicks_per_user_day:
+    limits = cfg.clean
+    if (worst["i"] or 0) > limits.max_impressions_per_user_day or (worst["c"] or 0) > limits.max_clicks_per_user_day:
         raise RuntimeError(f"a natural user reached {worst['i']} impressions / {worst['c']} clicks in a day, over "
                            "the behavioural-bot limits; lower generator.max_user_impressions_per_day or base_ctr")
     files = write_events(spark, out.lines, landing, gen) + write_dims(spark, out.dim_lines, landing, gen)
@@ -141,7 +138,7 @@ def run_generate(spark: SparkSession, cfg: AppConfig, overwrite: bool) -> dict:
     return expected
 
 
-def _bounded(lo: int, hi: int):  # noqa: ANN202
+def _bounded(lo: int, hi: int):
     def parse(text: str) -> int:
         if not re.fullmatch(r"[0-9]{1,12}", text):  # int() would also take '３', ' 3' and '1_000'
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
@@ -161,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=_bounded(0, 2**31 - 1), help="random seed (default: generator.seed)")
     parser.add_argument("--overwrite", action="store_true", help="replace logs already in the landing folder")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         changes = {k: v for k, v in (("start_date", args.start), ("days", args.days),
                                      ("impressions_per_day", args.impressions_per_day), ("seed", args.seed))
                    if v is not None}

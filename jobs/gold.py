@@ -19,23 +19,19 @@ import logging
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import base_parser, run_main  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import ObservedChecks, gate, observe_checks  # noqa: E402
-from jobs.rollback import begin, finish  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
-from pipelines.features import (  # noqa: E402
+from jobs import storage
+from jobs.cli import base_parser, run_main
+from jobs.layout import Warehouse
+from jobs.quality import ObservedChecks, gate, observe_checks
+from jobs.rollback import begin, finish
+from jobs.spark import get_spark
+from pipelines.config import AppConfig
+from pipelines.features import (
     CONVERSION_PARTIAL_COLUMNS,
     PARTIAL_COLUMNS,
     daily_conversions,
@@ -45,7 +41,7 @@ from pipelines.features import (  # noqa: E402
     window_snapshot,
     with_smoothed_rates,
 )
-from pipelines.training_set import one_row_per_key_and_day, with_dimensions  # noqa: E402
+from pipelines.training_set import one_row_per_key_and_day, with_dimensions
 
 log = logging.getLogger("ctr.gold")
 
@@ -190,7 +186,7 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         labels = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).silver("labels")).where(
             F.col("event_date") == F.lit(args.date - timedelta(days=cfg.clean.label_maturity_days))).count()

@@ -13,25 +13,21 @@ import logging
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from delta.tables import DeltaTable  # noqa: E402
-from jobs import faults, storage  # noqa: E402
-from jobs.cli import base_parser, run_main  # noqa: E402
-from jobs.layout import Landing, Warehouse  # noqa: E402
-from jobs.quality import gate  # noqa: E402
-from jobs.rollback import begin  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig, IngestConfig  # noqa: E402
-from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows  # noqa: E402
-from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS, StreamSpec  # noqa: E402
+from jobs import faults, storage
+from jobs.cli import base_parser, run_main
+from jobs.layout import Landing, Warehouse
+from jobs.quality import gate
+from jobs.rollback import begin
+from jobs.spark import get_spark
+from pipelines.config import AppConfig, IngestConfig
+from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows
+from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS, StreamSpec
 
 log = logging.getLogger("ctr.ingest")
 
@@ -99,7 +95,7 @@ def cut_short_files(spark: SparkSession, files: list[str]) -> frozenset[str]:
             continue
         try:
             spark.read.text(f).count()
-        except Exception as err:  # noqa: BLE001 - any read failure of this file, whatever Spark wraps it in
+        except Exception as err:
             if not is_read_failure(err):
                 raise
             cut.add(f)
@@ -111,7 +107,7 @@ def is_read_failure(err: Exception) -> bool:
 
 
 def ingest_stream(spark: SparkSession, spec: StreamSpec, lines: DataFrame | None, table: str,
-                  cfg: IngestConfig, day: date, ingested_at) -> tuple[DataFrame, dict[str, int]]:  # noqa: ANN001
+                  cfg: IngestConfig, day: date, ingested_at) -> tuple[DataFrame, dict[str, int]]:
     """Write one stream's bronze partition; return its quarantine rows and counts."""
     if lines is None:
         log.warning("%s: no files for dt=%s", spec.name, day)
@@ -176,7 +172,7 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
         try:
             q, counts[spec.name] = ingest_stream(spark, spec, read_lines(spark, files, day), wh.bronze(spec.name),
                                                  cfg.ingest, day, ingested_at)
-        except Exception as err:  # noqa: BLE001 - a gzip cut short fails the read; find it, refuse it, go on
+        except Exception as err:
             cut = cut_short_files(spark, files) if is_read_failure(err) else frozenset()
             if not cut:
                 raise
@@ -208,7 +204,7 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         run_ingest(spark, cfg, args.date)
         return 0

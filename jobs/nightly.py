@@ -23,21 +23,17 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs import faults, nightly_training, storage  # noqa: E402
-from jobs.cli import EXIT_RUNTIME, base_parser, run_main  # noqa: E402
-from jobs.gold import run_gold  # noqa: E402
-from jobs.ingest import run_ingest  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.restore import record_point  # noqa: E402
-from jobs.silver import run_silver  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
-from pipelines.report import funnel_lines  # noqa: E402
+from jobs import faults, nightly_training, storage
+from jobs.cli import EXIT_RUNTIME, base_parser, run_main
+from jobs.gold import run_gold
+from jobs.ingest import run_ingest
+from jobs.layout import Warehouse
+from jobs.restore import record_point
+from jobs.silver import run_silver
+from jobs.spark import get_spark
+from pipelines.config import AppConfig
+from pipelines.report import funnel_lines
 
 log = logging.getLogger("ctr.nightly")
 
@@ -71,22 +67,23 @@ def score_markdown(report: dict) -> list[str]:
     if monitoring and monitoring.get("status") == "failed":
         lines.append(f"- monitoring of {monitoring['event_date']}'s scores failed: {monitoring['error']}")
     elif monitoring:
-        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
         lines.append(f"- scores of {monitoring['event_date']} against their closed labels: {monitoring['rows']:,} "
                      f"rows ({monitoring['coverage']:.0%} of the day's labels"
-                     f"{'; partial: no warnings' if monitoring['partial'] else ''}), NE {fmt(monitoring['ne'])} (champion's test NE {fmt(monitoring['reference_ne'])}), "
+                     f"{'; partial: no warnings' if monitoring['partial'] else ''}), NE {fmt(monitoring['ne'])} "
+                     f"(champion's test NE {fmt(monitoring['reference_ne'])}), "
                      f"calibration {fmt(monitoring['calibration'])}, AUC {fmt(monitoring['auc'])}")
         lines += [f"  - **warning**: {w}" for w in monitoring["warnings"]]
     return [*lines, ""]
 
 
-def stage_jobs(spark, stage: str, day) -> None:  # noqa: ANN001
+def stage_jobs(spark, stage: str, day) -> None:
     """Name the Spark jobs that follow: the UI and the event log group them by stage (``<stage>-<date>``)."""
     spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
     faults.enter(stage)
 
 
-def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:  # noqa: ANN001
+def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     try:
         return _run_stages(spark, cfg, day, train)
@@ -95,7 +92,7 @@ def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict: 
         spark.sparkContext.setLocalProperty("spark.job.description", None)
 
 
-def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:  # noqa: ANN001
+def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
     t0 = time.monotonic()
@@ -125,18 +122,18 @@ def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:  # noqa
     return report
 
 
-def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float]) -> None:  # noqa: ANN001
+def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float]) -> None:
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     storage.write_json(spark, wh.report(day), report)
     storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
 
 
-def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:  # noqa: ANN001
+def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:
     """After training: with score.nightly, score the impressions that landed tonight with the champion (the
     one tonight's training may have promoted); then monitor the stored scores of the day whose labels closed.
 
-    No champion yet, or a snapshot without history, skips scoring with the reason. Any other failure (a registry error, a
-    missing snapshot) is recorded in the report and raised: the night's data is published
+    No champion yet, or a snapshot without history, skips scoring with the reason. Any other failure (a registry
+    error, a missing snapshot) is recorded in the report and raised: the night's data is published
     by then, and the scheduler sees the failure. Rewrites the report when it did anything.
     """
     from datetime import date as _date
@@ -177,7 +174,7 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
         write_report(spark, wh, day, report, times)
 
 
-def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],  # noqa: ANN001
+def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],
                 train: bool | None) -> None:
     """[4/4] Training set and models when due; writes the report, with its ``training`` section.
 
@@ -204,7 +201,7 @@ def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
         times["train"] = time.monotonic() - started
         try:
             write_report(spark, wh, day, report, times)
-        except Exception:  # noqa: BLE001 - keep the training error, not this one
+        except Exception:
             log.exception("could not record the training outcome in %s", wh.report(day))
 
 
@@ -214,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train this night whatever train.schedule says (--no-train: do not train); "
                              "default: as train.schedule says")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         report = run_nightly(spark, cfg, args.date, args.train)
         return 0 if report["balanced"] else EXIT_RUNTIME

@@ -21,10 +21,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -99,7 +100,7 @@ def _drop_half_written(root: str) -> None:
             path.unlink()
 
 
-def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
+def _context(root: str):
     if root not in _CONTEXTS:
         import great_expectations as gx
 
@@ -122,7 +123,7 @@ def _context(root: str):  # noqa: ANN202 - a GX FileDataContext
     return _CONTEXTS[root]
 
 
-def _checkpoint(ctx, source: str, name: str, expectations: list[dict], result_format: dict):  # noqa: ANN001, ANN202
+def _checkpoint(ctx, source: str, name: str, expectations: list[dict], result_format: dict):
     """A checkpoint of one suite over one dataframe asset, (re)registered so suite edits take effect."""
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
@@ -144,7 +145,7 @@ def _checkpoint(ctx, source: str, name: str, expectations: list[dict], result_fo
 
 def _parameters(cfg: AppConfig, day: date, part: date) -> dict[str, Any]:
     """Values for the suites' {"$PARAMETER": ...}: the processed window and the volume bands."""
-    utc = lambda d: datetime(d.year, d.month, d.day, tzinfo=timezone.utc)  # noqa: E731
+    utc = lambda d: datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
     lag = timedelta(days=cfg.ingest.max_event_lag_days)
     return {
         "event_ts_min": utc(day) - lag,
@@ -166,7 +167,7 @@ def _history(spark: SparkSession, wh: Warehouse, table: str, day: date, days: in
     return out
 
 
-def _judge(table: str, result, compiled: rc.Compiled | None = None,  # noqa: ANN001 - a GX suite validation result
+def _judge(table: str, result, compiled: rc.Compiled | None = None,
            values: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
     """(failures, warnings) in plain words; a compiled row check is described as the expectation it came from."""
     failures, warnings = [], []
@@ -260,7 +261,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     ctx = _context(root)
     failures, warnings, ids, metrics_of, on_write = [], [], [], {}, []
 
-    def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict,  # noqa: ANN001
+    def check(name: str, source: str, expectations: list[dict], frame, part: date, fmt: dict,
               compiled: rc.Compiled | None = None, values: Mapping[str, Any] | None = None) -> None:
         if not expectations:
             return
@@ -272,7 +273,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
             failures.extend(f)
             warnings.extend(w)
 
-    def partition_values(name: str, df, meta: Mapping[str, Any], compiled: rc.Compiled) -> dict[str, Any]:  # noqa: ANN001
+    def partition_values(name: str, df, meta: Mapping[str, Any], compiled: rc.Compiled) -> dict[str, Any]:
         """The partition's metrics: observed on its write plus its keys read back, else one read of it all."""
         seen = observed.get(name) if observed else None
         values = seen.values() if seen else None
@@ -312,7 +313,7 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     for name, uri in written.items():
         try:
             validate(name, uri)
-        except Exception as err:  # noqa: BLE001 - a table that cannot be validated must not be published
+        except Exception as err:
             log.exception("gate %s: validating %s failed", stage, name)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             failures.append(f"{name}: the checks could not run ({type(err).__name__}: {first})")

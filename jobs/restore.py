@@ -26,20 +26,16 @@ import logging
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark.sql import SparkSession
 
-from pyspark.sql import SparkSession  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.checksums import delta_tables  # noqa: E402
-from jobs.cli import UsageError, base_parser, run_main  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.rollback import restore, table_versions  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
+from jobs import storage
+from jobs.checksums import delta_tables
+from jobs.cli import UsageError, base_parser, run_main
+from jobs.layout import Warehouse
+from jobs.rollback import restore, table_versions
+from jobs.spark import get_spark
+from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.restore")
 
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--including-later-nights", action="store_true",
                         help="also undo the nights after --date (refused without it)")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         wh = Warehouse(cfg.paths.warehouse)
         out = restore_night(spark, wh, args.date, args.including_later_nights, args.dry_run)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any, Mapping
-
-from pyspark.sql import SparkSession
+from typing import Any
 
 from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+
 from jobs import storage
 from jobs.layout import Warehouse
 from pipelines.config import AppConfig

@@ -27,22 +27,18 @@ import logging
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import UsageError, base_parser, check_storage_uri, run_main  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.rollback import table_versions  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
-from pipelines.train.scorers import score  # noqa: E402
-from pipelines.training_set import raw_categories, snapshot_day, with_dimensions  # noqa: E402
+from jobs import storage
+from jobs.cli import UsageError, base_parser, check_storage_uri, run_main
+from jobs.layout import Warehouse
+from jobs.rollback import table_versions
+from jobs.spark import get_spark
+from pipelines.config import AppConfig
+from pipelines.train.scorers import score
+from pipelines.training_set import raw_categories, snapshot_day, with_dimensions
 
 log = logging.getLogger("ctr.score")
 
@@ -177,8 +173,9 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
 
 
 MONITORING_DDL = ("event_date date, rows long, unlabelled long, coverage double, clicks long, "
-                  "predicted_clicks double, log_loss double, ne double, calibration double, auc double, deciles string, model_name string, "
-                  "model_version string, reference_ne double, warnings string, evaluated_on date")
+                  "predicted_clicks double, log_loss double, ne double, calibration double, auc double, "
+                  "deciles string, model_name string, model_version string, reference_ne double, warnings string, "
+                  "evaluated_on date")
 
 
 def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_on: date) -> dict | None:
@@ -261,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "train.date_col is the date, instead of the impressions landed on it")
     parser.add_argument("--out", help="output Delta table (default: train.scores_table under the warehouse)")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         table = check_storage_uri(args.table, "--table") if args.table else None
         out = check_storage_uri(args.out, "--out") if args.out else None
         spark = get_spark(cfg.spark, args.master)

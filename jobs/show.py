@@ -6,10 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.report import funnel_lines  # noqa: E402
+from pipelines.report import funnel_lines
 
 
 def training_lines(t: dict) -> list[str]:
@@ -64,7 +61,8 @@ def main() -> int:
     print(f"  landing logs        {landing}/{{impressions,clicks,conversions,dims}}/dt=*/...")
     print(f"  generator truth     {landing}/_truth/ (manifest, ground_truth, expected_counts.json)")
     for layer in ("bronze", "silver", "gold"):
-        tables = sorted(p.name for p in (wh / layer).iterdir() if (p / "_delta_log").is_dir()) if (wh / layer).is_dir() else []
+        folder = wh / layer
+        tables = sorted(p.name for p in folder.iterdir() if (p / "_delta_log").is_dir()) if folder.is_dir() else []
         if tables:
             print(f"  {layer + ' Delta tables':<19} {wh}/{layer}/{{{','.join(tables)}}}")
     print(f"  run reports         {wh}/reports/dt=*/run_report.json  (+ summary.md beside each)")
@@ -100,7 +98,8 @@ def score_lines(report: dict) -> list[str]:
         out.append(f"monitoring of {m['event_date']}'s scores failed: {m['error']}")
     elif m:
         out.append(f"scores of {m['event_date']} against their labels: NE {_figure(m['ne'])}, calibration "
-                   f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows, {m['coverage']:.0%} of the day's "
+                   f"{_figure(m['calibration'])}, AUC {_figure(m['auc'])} ({m['rows']:,} rows, "
+                   f"{m['coverage']:.0%} of the day's "
                    f"labels{'; partial: no warnings' if m['partial'] else ''})")
         out += [f"  warning: {w}" for w in m["warnings"]]
     return out

@@ -15,32 +15,28 @@ import logging
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import base_parser, run_main  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import gate  # noqa: E402
-from jobs.rollback import begin  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines import silver  # noqa: E402
-from pipelines.attribution import decide_clicks, with_final_fates  # noqa: E402
-from pipelines.bots import behavioural_bot_user_days  # noqa: E402
-from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
-from pipelines.dedup import flag_duplicates  # noqa: E402
-from pipelines.parsing import likely_renames  # noqa: E402
-from pipelines.schemas import ALL_STREAMS  # noqa: E402
-from pipelines.labels import LABEL_COLUMNS, close_conversions, close_day  # noqa: E402
-from pipelines.training_set import one_row_per_key_and_day  # noqa: E402
-from pipelines.report import balance_errors, contract_counts, funnel_lines  # noqa: E402
+from jobs import storage
+from jobs.cli import base_parser, run_main
+from jobs.layout import Warehouse
+from jobs.quality import gate
+from jobs.rollback import begin
+from jobs.spark import get_spark
+from pipelines import silver
+from pipelines.attribution import decide_clicks, with_final_fates
+from pipelines.bots import behavioural_bot_user_days
+from pipelines.config import AppConfig
+from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions
+from pipelines.dedup import flag_duplicates
+from pipelines.labels import LABEL_COLUMNS, close_conversions, close_day
+from pipelines.parsing import likely_renames
+from pipelines.report import balance_errors, contract_counts, funnel_lines
+from pipelines.schemas import ALL_STREAMS
+from pipelines.training_set import one_row_per_key_and_day
 
 log = logging.getLogger("ctr.silver")
 
@@ -149,7 +145,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
 
 
 def judge_behavioural_bots(imp: DataFrame, clk: DataFrame, retries: DataFrame, prior: dict[str, DataFrame],
-                           clean) -> DataFrame:  # noqa: ANN001
+                           clean) -> DataFrame:
     """Behavioural-bot user-days among those this run judges, counted over everything known so far."""
     todays = silver.user_days(imp, clk, retries)
     known_imp = prior["impressions"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
@@ -162,7 +158,7 @@ def judge_behavioural_bots(imp: DataFrame, clk: DataFrame, retries: DataFrame, p
 
 
 def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFrame, retries: DataFrame,
-                     prior: dict[str, DataFrame], sivt: DataFrame, clean) -> None:  # noqa: ANN001
+                     prior: dict[str, DataFrame], sivt: DataFrame, clean) -> None:
     """Write silver/clicks (today's clicks) and silver/click_resolutions (earlier orphans resolved today)."""
     lo = day - timedelta(days=clean.lookback_days)
     # Impressions decided up to and including today (today's were just written).
@@ -209,7 +205,7 @@ def stored_counts(spark: SparkSession, wh: Warehouse, day: date, report: dict) -
 
 def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int) -> dict:
     """The contract's counts for the records that landed on ``day``, read back from the written tables."""
-    part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))  # noqa: E731
+    part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))
     imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
     malformed = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
         F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
@@ -263,7 +259,8 @@ def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: 
                                       window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
                                       ).where(F.col("fate") == "attributed")
         touch = attributed.join(imp.select("impression_id", "ad_id"), on="impression_id", how="inner").select(
-            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id", F.col("event_ts").alias("touch_ts"))
+            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id",
+            F.col("event_ts").alias("touch_ts"))
     else:
         touch = imp.where("is_viewable").select(F.col("impression_id").alias("touch_id"), "impression_id", "user_id",
                                                 "ad_id", F.col("event_ts").alias("touch_ts"))
@@ -319,7 +316,7 @@ def close_conversion_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         report = run_silver(spark, cfg, args.date)
         storage.write_json(spark, Warehouse(cfg.paths.warehouse).report(args.date), report)

@@ -9,13 +9,13 @@ import json
 from datetime import date
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from delta.tables import DeltaTable
 from jobs import faults
 
 
-def _fs_path(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects
+def _fs_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
@@ -64,7 +64,7 @@ def write_json(spark: SparkSession, uri: str, payload: dict[str, Any]) -> None:
     write_text(spark, uri, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _raw(fs):  # noqa: ANN001, ANN202 - py4j objects
+def _raw(fs):
     """The file system without Hadoop's .crc side files (local paths); others as they are."""
     return fs.getRawFileSystem() if hasattr(fs, "getRawFileSystem") else fs
 

@@ -73,7 +73,8 @@ def log_model_run(model: CtrModel, name: str, params: dict[str, Any], metrics: d
         deciles = calibration_deciles(test["label"].to_numpy(), test["p"].to_numpy())
         mlflow.log_table(deciles, "calibration_deciles.json")
         for figure, file in ((plots.reliability(deciles, name), "reliability.png"),
-                             (plots.decile_calibration(deciles, metrics["calibration"], name), "calibration_deciles.png"),
+                             (plots.decile_calibration(deciles, metrics["calibration"], name),
+                              "calibration_deciles.png"),
                              (plots.importance(importance(model), name), "feature_importance.png")):
             mlflow.log_figure(figure, file)
             plots.plt.close(figure)

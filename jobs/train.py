@@ -18,26 +18,23 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-import pandas as pd  # noqa: E402
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import UsageError, base_parser, check_storage_uri, run_main  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig, TrainConfig  # noqa: E402
-from pipelines.train import encoding, metrics  # noqa: E402
-from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling  # noqa: E402
-from pipelines.train.features import FeatureSet, TableError, ablations, prepare, resolve_features  # noqa: E402
-from pipelines.train.gate import decide_promotion  # noqa: E402
-from pipelines.train.lgbm_barrier import check_partitions, train_lgbm  # noqa: E402
-from pipelines.train.linear import train_gbdt_lr, train_lr  # noqa: E402
-from pipelines.train.scorers import CtrModel, score  # noqa: E402
-from pipelines.train.xgb import balanced, train_and_validation, train_xgb  # noqa: E402
+from jobs import storage
+from jobs.cli import UsageError, base_parser, check_storage_uri, run_main
+from jobs.spark import get_spark
+from pipelines.config import AppConfig, TrainConfig
+from pipelines.train import encoding, metrics
+from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
+from pipelines.train.features import FeatureSet, TableError, ablations, prepare, resolve_features
+from pipelines.train.gate import decide_promotion
+from pipelines.train.lgbm_barrier import check_partitions, train_lgbm
+from pipelines.train.linear import train_gbdt_lr, train_lr
+from pipelines.train.scorers import CtrModel, score
+from pipelines.train.xgb import balanced, train_and_validation, train_xgb
 
 log = logging.getLogger("ctr.train")
 COLUMNS = ("model", "auc", "log_loss", "ne", "gauc", "calibration", "ece", "achievable_share", "train_seconds")
@@ -54,7 +51,8 @@ def check_splits(data: DataFrame, tr: TrainConfig) -> tuple[float, dict[str, tup
                                           F.max(tr.date_col).alias("hi"),
                                           F.min(tr.neg_keep_rate_col).alias("wlo"),
                                           F.max(tr.neg_keep_rate_col).alias("whi"),
-                                          F.count(F.when(F.col(tr.label_col).isNull(), 1)).alias("bad_labels")).collect()
+                                          F.count(F.when(F.col(tr.label_col).isNull(), 1)).alias("bad_labels"),
+                                          ).collect()
     splits = {r[tr.split_col]: r for r in rows}
     bad = sum(r["bad_labels"] for r in rows)
     if bad:
@@ -76,7 +74,9 @@ def check_splits(data: DataFrame, tr: TrainConfig) -> tuple[float, dict[str, tup
 
 
 def test_sample(data: DataFrame, tr: TrainConfig, test_rows: int) -> DataFrame:
-    """Test rows to evaluate: all of them, or whole users hashed in until about eval_max_rows (GAUC needs whole users)."""
+    """Test rows to evaluate: all of them, or whole users hashed in until about eval_max_rows.
+
+    GAUC needs whole users."""
     test = data.where(F.col(tr.split_col) == "test")
     if test_rows <= tr.eval_max_rows:
         return test
@@ -130,8 +130,8 @@ def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, tru
     Each row holds the model's metrics and its MLflow ``run_id``; the registered model's row also
     ``registered``: model name, version, alias (champion or challenger) and the gate's reason.
     """
-    from delta.tables import DeltaTable
     import mlflow
+    from delta.tables import DeltaTable
 
     from jobs import tracking
 
@@ -230,7 +230,7 @@ def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str, 
             champion_scores = metrics.evaluate(pdf[tr.label_col].to_numpy(), pdf["p"].to_numpy(),
                                                pdf[tr.group_col].to_numpy())
             log.info("champion v%s on the same test days: NE %.5f", version, champion_scores["ne"])
-        except Exception as err:  # noqa: BLE001 - e.g. its feature columns are gone from this table
+        except Exception as err:
             reason = f"champion v{version} could not be scored on these test days ({err}); left in place"
             return family, False, reason, tracking.register(uri, tr.registered_model, False, reason, run_id)
     promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance,
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", help="training-set Delta table (default: train.table under the warehouse)")
     parser.add_argument("--truth", help="generator ground truth Delta table (default: train.truth under landing)")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         table = check_storage_uri(args.table, "--table") if args.table else None
         truth = check_storage_uri(args.truth, "--truth") if args.truth else None
         spark = get_spark(cfg.spark, args.master)

@@ -22,22 +22,18 @@ import logging
 import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from jobs import storage  # noqa: E402
-from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main  # noqa: E402
-from jobs.gold import labels_with_dimensions, write_snapshot  # noqa: E402
-from jobs.layout import Warehouse  # noqa: E402
-from jobs.quality import GateFailed, gate, restore, table_versions  # noqa: E402
-from jobs.spark import get_spark  # noqa: E402
-from pipelines.config import AppConfig  # noqa: E402
-from pipelines.training_set import (  # noqa: E402
+from jobs import storage
+from jobs.cli import EXIT_RUNTIME, base_parser, parse_date, run_main
+from jobs.gold import labels_with_dimensions, write_snapshot
+from jobs.layout import Warehouse
+from jobs.quality import GateFailed, gate, restore, table_versions
+from jobs.spark import get_spark
+from pipelines.config import AppConfig
+from pipelines.training_set import (
     TRAINING_SET_BASE_COLUMNS,
     assign_splits,
     downsample_negatives,
@@ -154,7 +150,8 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
         *TRAINING_SET_BASE_COLUMNS, *names, *raw_categories(ts.categorical))
 
     manifest = {"first_day": first.isoformat(), "last_day": last.isoformat(),
-                "splits": {"train": [first.isoformat(), (last - timedelta(days=ts.test_days + ts.validation_days)).isoformat()],
+                "splits": {"train": [first.isoformat(),
+                                     (last - timedelta(days=ts.test_days + ts.validation_days)).isoformat()],
                            "validation": [(last - timedelta(days=ts.test_days + ts.validation_days - 1)).isoformat(),
                                           (last - timedelta(days=ts.test_days)).isoformat()],
                            "test": [(last - timedelta(days=ts.test_days - 1)).isoformat(), last.isoformat()]},
@@ -202,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0], needs_date=False)
     parser.add_argument("--end", type=parse_date, help="last event day of the test split (default: newest closed day)")
 
-    def body(args, cfg: AppConfig) -> int:  # noqa: ANN001
+    def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         try:
             run_training_set(spark, cfg, args.end)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+
 def with_final_fates(clicks: DataFrame, resolutions: DataFrame) -> DataFrame:
     """Clicks with their latest fate: an orphan's resolution row replaces its orphan row.
 

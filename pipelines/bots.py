@@ -1,7 +1,7 @@
 """Invalid traffic: declared bots (GIVT) and behavioural bots (SIVT)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F

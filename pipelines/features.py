@@ -81,12 +81,13 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     next_day = F.date_add(F.col("event_date"), 1).cast("timestamp")
     clicked_after_day = F.col("clicked") & (F.col("click_ts") >= next_day)
     exploded = (events.select("event_date", "event_ts", "user_id", "is_measured", "is_viewable", "clicked",
-                              "click_ts", clicked_after_day.alias("clicked_after_day"), F.explode(per_entity).alias("e"))
+                              "click_ts", clicked_after_day.alias("clicked_after_day"),
+                              F.explode(per_entity).alias("e"))
                 .where(F.col("e.key").isNotNull())
                 .select("e.entity", "e.key", "event_date", "event_ts", "user_id", "is_measured", "is_viewable",
                         "clicked", "click_ts", "clicked_after_day"))
-    as_long = lambda flag: F.sum(F.col(flag).cast("long"))  # noqa: E731
-    both = lambda a, b: F.sum((F.col(a) & F.col(b)).cast("long"))  # noqa: E731
+    as_long = lambda flag: F.sum(F.col(flag).cast("long"))
+    both = lambda a, b: F.sum((F.col(a) & F.col(b)).cast("long"))
     counts = exploded.groupBy("entity", "key", "event_date").agg(
         F.count(F.lit(1)).alias("impressions"), as_long("is_measured").alias("measured"),
         as_long("is_viewable").alias("viewable"), as_long("clicked").alias("clicks"),

@@ -27,7 +27,7 @@ LABEL_COLUMNS = ["impression_id", "event_ts", "event_date", "user_id", "ad_id", 
 CONVERSION_LABEL_COLUMNS = ["impression_id", "event_date", "converted", "conversion_ts", "closed_on"]
 
 
-def close_conversions(labels: DataFrame, conversions: DataFrame, closed_on) -> DataFrame:  # noqa: ANN001
+def close_conversions(labels: DataFrame, conversions: DataFrame, closed_on) -> DataFrame:
     """Final conversion labels of one event day, closed with arrival date ``closed_on``.
 
     In: labels (impression_id, event_date: the day's closed click labels);

@@ -19,7 +19,7 @@ accepted; ids given as JSON numbers are read as their text.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import mean
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -169,4 +170,5 @@ def describe(table: str, exp_type: str, kwargs: Mapping[str, Any], result: Mappi
                 f"{'' if set(want) != set(got) else ' (order differs)'}")
     if exp_type == "expect_column_values_to_be_of_type":
         return f"{table}: {col} is {observed} (expected {kwargs.get('type_')})"
-    return f"{table}: {exp_type} failed{' on ' + col if col else ''}: observed {observed if observed is not None else n}"
+    seen = observed if observed is not None else n
+    return f"{table}: {exp_type} failed{' on ' + col if col else ''}: observed {seen}"

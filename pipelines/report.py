@@ -1,7 +1,8 @@
 """The run report of CONTRACT section 4: counts, their balance, and a readable funnel."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 IMPRESSION_OUTCOMES = ["impressions_malformed", "impressions_duplicate", "impressions_bot_declared",
                        "impressions_bot_behavioural", "impressions_valid"]
@@ -66,9 +67,12 @@ def funnel_lines(r: Mapping[str, Any]) -> list[str]:
         f"impressions landed   {imp_raw:>12,}",
         *[f"  - {k[len('impressions_'):]:<18}{r[k]:>12,}  {_pct(r[k], imp_raw)}" for k in IMPRESSION_OUTCOMES[:-1]],
         f"  = valid             {r['impressions_valid']:>12,}  {_pct(r['impressions_valid'], imp_raw)}",
-        f"    measured          {r['impressions_measured']:>12,}  {_pct(r['impressions_measured'], r['impressions_valid'])} of valid",
-        f"    viewable          {r['impressions_viewable']:>12,}  {_pct(r['impressions_viewable'], r['impressions_measured'])} of measured",
-        f"    clicked           {r['impressions_clicked']:>12,}  {_pct(r['impressions_clicked'], r['impressions_valid'])} CTR so far",
+        f"    measured          {r['impressions_measured']:>12,}  "
+        f"{_pct(r['impressions_measured'], r['impressions_valid'])} of valid",
+        f"    viewable          {r['impressions_viewable']:>12,}  "
+        f"{_pct(r['impressions_viewable'], r['impressions_measured'])} of measured",
+        f"    clicked           {r['impressions_clicked']:>12,}  "
+        f"{_pct(r['impressions_clicked'], r['impressions_valid'])} CTR so far",
         f"clicks landed        {clk_raw:>12,}",
         *[f"  - {k[len('clicks_'):]:<18}{r[k]:>12,}  {_pct(r[k], clk_raw)}" for k in CLICK_OUTCOMES[:-1]],
         f"  = attributed        {r['clicks_attributed']:>12,}  {_pct(r['clicks_attributed'], clk_raw)}",

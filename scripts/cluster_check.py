@@ -19,7 +19,7 @@ import time
 from pyspark.sql import SparkSession
 
 
-def probe(_rows):  # noqa: ANN001, ANN201 - runs on an executor
+def probe(_rows):
     import socket
 
     from pyspark import BarrierTaskContext

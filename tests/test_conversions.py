@@ -13,8 +13,11 @@ TOUCH = "touch_id string, impression_id string, user_id string, ad_id string, to
 
 def fates(spark, convs, touches, mode="click", hours=72):
     out = attribute_conversions(spark.createDataFrame(convs, CONV), spark.createDataFrame(touches, TOUCH), mode, hours)
-    return {r["conversion_id"]: (r["fate"], r["attributed_click_id"], r["attributed_impression_id"])
-            for r in out.collect()}
+    rows = [(r["conversion_id"], (r["fate"], r["attributed_click_id"], r["attributed_impression_id"]))
+            for r in out.collect()]
+    got = dict(rows)
+    assert len(got) == len(rows) == len(convs), f"a conversion lost or decided twice: {sorted(rows)}"
+    return got
 
 
 def conv(cid, hours_after, click=None, user="u1", ad="a1"):

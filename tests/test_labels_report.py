@@ -23,14 +23,16 @@ def test_close_day_labels_clicks_and_reclassifies_late_bots(spark):
                      ("country", "string"), ("is_exploration", "boolean"), ("creative_type", "string"),
                      ("in_view_ms", "int"), ("is_measured", "boolean"), ("is_viewable", "boolean")]:
         imp = imp.withColumn(col, F.lit(None).cast(ddl))
-    clicks = spark.createDataFrame([("i2", "c2", datetime(2025, 3, 1, 9, 1)), ("i3", "c3", datetime(2025, 3, 1, 23, 1))],
+    clicks = spark.createDataFrame([("i2", "c2", datetime(2025, 3, 1, 9, 1)),
+                                    ("i3", "c3", datetime(2025, 3, 1, 23, 1))],
                                    "impression_id string, click_id string, event_ts timestamp")
     bots = spark.createDataFrame([("bot", D)], "user_id string, event_date date")
     converted = spark.createDataFrame([("i2",), ("i2",)], "impression_id string")
-    got = {r["impression_id"]: (r["clicked"], r["converted"], r["reclassified_bot"], r["arrival_dt"])
-           for r in close_day(imp, clicks, bots, converted).collect()}
-    assert got == {"i1": (False, False, False, D), "i2": (True, True, False, D),
-                   "i3": (True, False, True, date(2025, 3, 2))}
+    got = close_day(imp, clicks, bots, converted).select("impression_id", "clicked", "converted",
+                                                         "reclassified_bot", "arrival_dt")
+    assertDataFrameEqual(got, spark.createDataFrame(
+        [("i1", False, False, False, D), ("i2", True, True, False, D), ("i3", True, False, True, date(2025, 3, 2))],
+        "impression_id string, clicked boolean, converted boolean, reclassified_bot boolean, arrival_dt date"))
 
 
 def test_conversion_labels_close_after_the_window_with_what_landed_by_then(spark):

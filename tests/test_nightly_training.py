@@ -7,7 +7,6 @@ from datetime import date
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -89,7 +88,8 @@ def test_the_summary_page_shows_the_metrics_and_the_run_links(spark, trained_nig
     cfg, report, _ = trained_night
     summary = storage.read_text(spark, f"{Warehouse(cfg.paths.warehouse).report_dir(MONDAY)}/summary.md")
     assert "## Training" in summary and "Training-set gate: passed" in summary
-    header = "| model | auc | log_loss | ne | gauc | calibration | ece | achievable_share | train_seconds | MLflow run |"
+    header = ("| model | auc | log_loss | ne | gauc | calibration | ece | achievable_share | train_seconds "
+              "| MLflow run |")
     assert header in summary
     for family, m in report["training"]["models"].items():
         row = next(line for line in summary.splitlines() if line.startswith(f"| {family} |"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipelines.parsing import bronze_rows, classify_lines, likely_renames, quarantine_rows
-from pipelines.schemas import CLICKS, IMPRESSIONS, ADS
-from pyspark.sql import functions as F
+from pipelines.schemas import ADS, CLICKS, IMPRESSIONS
 
 GOOD = ('{"impression_id":"i1","event_ts":"2025-03-01T08:12:03.250Z","user_id":"u1","ad_id":"a1",'
         '"publisher_id":"p1","position":2,"in_view_ms":1000,"viewable_pct":55.5,"is_exploration":false}')

@@ -1,6 +1,7 @@
 """The generator, ingest and silver together: three generated days, checked key by key."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -8,7 +9,6 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-import dataclasses
 from pyspark.sql import functions as F
 
 from jobs import storage
@@ -116,7 +116,7 @@ def test_rerunning_a_date_changes_no_table(spark, generated):
     assert after == before
     # timings, and the Delta versions the gates record, change with every run
     # Timings and gate summaries (which carry timings and Delta versions) differ on every run.
-    strip = lambda r: {k: ({n: x for n, x in v.items() if n not in ("seconds", "quality")} if k == "gold" else v)  # noqa: E731
+    strip = lambda r: {k: ({n: x for n, x in v.items() if n not in ("seconds", "quality")} if k == "gold" else v)
                        for k, v in r.items() if k not in ("stage_seconds", "quality")}
     assert strip(again) == strip(reports[middle])
     assert all(g["passed"] and not g["failures"] for g in again["quality"].values())
@@ -161,7 +161,8 @@ def test_retention_deletes_old_bronze_and_quarantine(spark, generated, tmp_path)
         dts = {r[0] for r in storage.read_delta(spark, wh.bronze(name)).select("dt").distinct().collect()}
         assert dts and min(dts) >= cutoff
     assert min(r[0] for r in storage.read_delta(spark, wh.quarantine).select("dt").distinct().collect()) >= cutoff
-    stale = [p for p in (copy / "bronze" / "impressions").iterdir() if p.name < f"dt={cutoff}" and p.name.startswith("dt=")]
+    stale = [p for p in (copy / "bronze" / "impressions").iterdir()
+             if p.name < f"dt={cutoff}" and p.name.startswith("dt=")]
     assert all(not any(x.suffix == ".parquet" for x in p.iterdir()) for p in stale)
 
 

@@ -59,7 +59,8 @@ def conversion_label(i: int) -> dict:
 
 def entity_day(i: int) -> dict:
     return dict(entity="ad", key=f"a{i}", event_date=D, impressions=10, measured=8, viewable=5, clicks=2,
-                viewable_clicks=1, clicks_after_day=1, viewable_clicks_after_day=0, last_impression_ts=TS, last_click_ts=TS + timedelta(hours=16, minutes=5),
+                viewable_clicks=1, clicks_after_day=1, viewable_clicks_after_day=0, last_impression_ts=TS,
+                last_click_ts=TS + timedelta(hours=16, minutes=5),
                 last_click_ts_in_day=TS, users_sketch=None)
 
 

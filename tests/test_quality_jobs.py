@@ -13,7 +13,6 @@ from jobs import ingest, nightly, silver, storage
 from jobs.cli import EXIT_GATE
 from jobs.layout import Warehouse
 from jobs.quality import GateFailed
-
 from tests.test_pipeline_e2e import checksum
 
 D = date(2025, 4, 2)

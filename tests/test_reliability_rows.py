@@ -19,21 +19,21 @@ class FakeSuite:
         self.returncodes, self.seed, self.options, self.spark = list(returncodes), 7, {"kills": kills}, None
         self.kill_points: list[str] = []
 
-    def reference(self):  # noqa: ANN201
+    def reference(self):
         return SimpleNamespace(days=DAYS, writes={DAYS[1]: WRITES}, state_after={DAYS[1]: {}})
 
-    def warehouse_after(self, day, name):  # noqa: ANN001, ANN201
+    def warehouse_after(self, day, name):
         return SimpleNamespace(paths=SimpleNamespace(warehouse="unused"))
 
-    def nightly_process(self, cfg, day, kill_at):  # noqa: ANN001, ANN201
+    def nightly_process(self, cfg, day, kill_at):
         self.kill_points.append(kill_at)
         return subprocess.CompletedProcess([], self.returncodes.pop(0), "", "boom")
 
-    def state(self, cfg):  # noqa: ANN001, ANN201
+    def state(self, cfg):
         return {}
 
 
-def run_row(monkeypatch, returncodes: list[int], kills: int):  # noqa: ANN001, ANN201
+def run_row(monkeypatch, returncodes: list[int], kills: int):
     monkeypatch.setattr(rows_runs, "run_nightly", lambda *a: None)
     monkeypatch.setattr(rows_runs, "duplicate_ids", lambda *a: 0)
     monkeypatch.setattr(rows_runs.checksums, "state_differences", lambda a, b: [])

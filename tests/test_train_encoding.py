@@ -81,7 +81,8 @@ def raw_cfg(tmp_path_factory):
     cfg = load_config("local", [TINY], {
         "paths": {"landing": f"{root}/landing", "warehouse": f"{root}/warehouse"},
         "train": {"label_col": "clicked", "split_col": "part", "date_col": "day", "id_col": "row_id",
-                  "numeric_prefix": "num_", "categorical_prefix": "cat_", "models": ["xgboost", "lightgbm", "gbdt_lr", "lr"], "gbdt_lr_trees": 10,
+                  "numeric_prefix": "num_", "categorical_prefix": "cat_",
+                  "models": ["xgboost", "lightgbm", "gbdt_lr", "lr"], "gbdt_lr_trees": 10,
                   "num_rounds": 20, "early_stopping_rounds": 5, "max_depth": 3, "num_leaves": 8,
                   "lr_max_iter": 20, "lgbm_max_valid_rows": 1000, "min_category_count": 5,
                   "calibration_tolerance": 0.5, "first_calibration_tolerance": 0.5,
@@ -168,7 +169,7 @@ def test_only_a_missing_model_or_alias_means_no_champion_other_registry_errors_r
     MlflowClient().create_registered_model("no_alias_yet")
     assert tracking.champion_model("no_alias_yet") is None
 
-    def down(*args, **kwargs):  # noqa: ANN002, ANN003
+    def down(*args, **kwargs):
         raise MlflowException("tracking server unavailable", INTERNAL_ERROR)
 
     monkeypatch.setattr(MlflowClient, "get_registered_model", down)

@@ -65,7 +65,7 @@ def test_zero_is_not_missing_for_xgboost():
 def test_numpy_lr_equals_spark_model_including_unseen_codes(spark, tr, tmp_path):
     from pyspark.ml.classification import LogisticRegressionModel
 
-    from pipelines.train.linear import FEATURES, _fit
+    from pipelines.train.linear import _fit
 
     rng = np.random.default_rng(0)
     n = 400

@@ -26,12 +26,27 @@ def test_viewability_edges_display_and_video(spark):
     assertDataFrameEqual(got, expected)
 
 
-def test_declared_bot_patterns_case_insensitive_first_match(spark, clean_cfg):
-    agents = ["Mozilla/5.0 (compatible; Googlebot/2.1)", "CURL/8.4.0", "curl-like agent", "Mozilla/5.0 Chrome/120",
-              "Wget/1.21", "python-requests/2.31", None, "HeadlessChrome/120", "Yahoo! Slurp"]
+def test_declared_bot_patterns_case_insensitive_first_match(spark):
+    """The patterns are the test's own, so the verdicts do not hang on the order of conf/bot_patterns.txt."""
+    patterns = ["Bot", "curl/", "wget", "python-requests", "headlesschrome", "chrome", "slurp"]
+    agents = ["Mozilla/5.0 (compatible; Googlebot/2.1)", "CURL/8.4.0", "curl-like agent", "Mozilla/5.0 Firefox/120",
+              "Wget/1.21", "python-requests/2.31", None, "HeadlessChrome/120", "Yahoo! Slurp", "Mozilla/5.0 Chrome/120"]
     df = spark.createDataFrame([(a,) for a in agents], "ua string")
-    got = [r[0] for r in df.select(matched_bot_pattern(F.col("ua"), clean_cfg.bot_patterns)).collect()]
-    assert got == ["bot", "curl/", None, None, "wget", "python-requests", None, "headless", "slurp"]
+    got = df.select("ua", matched_bot_pattern(F.col("ua"), patterns).alias("pattern"))
+    expected = spark.createDataFrame(
+        list(zip(agents, ["bot", "curl/", None, None, "wget", "python-requests", None,
+                          "headlesschrome",   # both headlesschrome and chrome match: the first listed wins
+                          "slurp", "chrome"])),
+        "ua string, pattern string")
+    assertDataFrameEqual(got, expected)
+    reversed_first = df.select(matched_bot_pattern(F.col("ua"), ["chrome", "headlesschrome"]).alias("p"))
+    assert [r["p"] for r in reversed_first.collect()][7] == "chrome"
+
+
+def test_the_default_bot_list_is_the_contracts(clean_cfg):
+    """CONTRACT 3.3's default list, in any order."""
+    assert sorted(p.lower() for p in clean_cfg.bot_patterns) == sorted(
+        ["bot", "spider", "crawl", "slurp", "headless", "phantomjs", "python-requests", "curl/", "wget"])
 
 
 def test_behavioural_bots_strictly_over_the_limits(spark):

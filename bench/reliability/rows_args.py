@@ -59,7 +59,7 @@ def entry_points() -> dict:
 @contextlib.contextmanager
 def spark_blocked(calls: list):
     """Replace get_spark wherever a job module bound it; record each call and raise."""
-    def stub(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def stub(*args, **kwargs):
         calls.append(args)
         raise SparkStarted("get_spark reached")
 
@@ -74,14 +74,14 @@ def spark_blocked(calls: list):
             module.get_spark = fn
 
 
-def run_in_process(main, argv: tuple[str, ...], calls: list) -> Outcome:  # noqa: ANN001
+def run_in_process(main, argv: tuple[str, ...], calls: list) -> Outcome:
     before, err = len(calls), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main(list(argv))
         except SystemExit as exit_:  # argparse inside jobs/dates.py exits by itself
             code = exit_.code if isinstance(exit_.code, int) else 2
-        except Exception as crash:  # noqa: BLE001 - a crash is a failed case, named in the detail
+        except Exception as crash:
             code, err = None, io.StringIO(f"crashed: {type(crash).__name__}: {crash}")
     return Outcome(code, err.getvalue(), len(calls) - before)
 

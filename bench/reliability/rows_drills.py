@@ -51,19 +51,19 @@ VIOLATIONS = {
 
 
 @contextmanager
-def corrupting(table: str | None, how):  # noqa: ANN001
+def corrupting(table: str | None, how):
     """Corrupt what the stage writes to ``table`` (None: make the silver report unbalanced instead)."""
     original_write, original_balance, original_observe = storage.write_partition, silver.balance_errors, \
         gold.observe_checks
     # Gold's checks ride on its writes (observed on the frame written): corrupt the frame before that.
     observed = table.startswith("gold/") if table else False
 
-    def write(df, uri, *args, **kwargs):  # noqa: ANN001, ANN202
+    def write(df, uri, *args, **kwargs):
         if table and not observed and uri.rstrip("/").endswith(table):
             df = how(df)
         return original_write(df, uri, *args, **kwargs)
 
-    def observe(cfg, suite_name, df, *args, **kwargs):  # noqa: ANN001, ANN202
+    def observe(cfg, suite_name, df, *args, **kwargs):
         if suite_name == table.replace("/", "_"):
             df = how(df)
         return original_observe(cfg, suite_name, df, *args, **kwargs)

@@ -39,14 +39,14 @@ def generated_day(suite: Suite) -> tuple[Path, date]:
     day generated once per suite (suite.yaml's volumes) under ``<root>/inputs``."""
     cached = getattr(suite, "_input_day", None)
     if cached is None:
-        ref = suite._reference  # noqa: SLF001 - reuse, never trigger, the three clean reference nights
+        ref = suite._reference
         if ref is not None:
             cached = (Path(ref.cfg.paths.landing), ref.days[0])
         else:
             base = suite.fresh_dir("inputs")
             cfg = suite.config("inputs", landing=base / "landing", overrides={"generator": {"days": 1}})
             cached = (base / "landing", date.fromisoformat(sorted(run_generate(suite.spark, cfg, overwrite=True))[0]))
-        suite._input_day = cached  # noqa: SLF001
+        suite._input_day = cached
     return cached
 
 
@@ -93,17 +93,17 @@ def _click(i: int, day: date, rng: random.Random) -> dict:
             "user_id": f"fuzz-u{i % 97}", "user_agent": "Mozilla/5.0 (fuzz)", "ip": "203.0.113.7", "dwell_ms": 4000}
 
 
-def _j(obj) -> str:  # noqa: ANN001
+def _j(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
 def _kinds(day: date, rng: random.Random) -> dict[str, list[tuple[str, str, bytes]]]:
     """kind -> files to write as (stream, file name, bytes). Each line of each file is bad."""
     n = iter(range(10**9))
-    imp = lambda: _impression(next(n), day, rng)  # noqa: E731
-    clk = lambda: _click(next(n), day, rng)  # noqa: E731
+    imp = lambda: _impression(next(n), day, rng)
+    clk = lambda: _click(next(n), day, rng)
 
-    def lines(make, count: int, end: bytes = b"\n") -> bytes:  # noqa: ANN001
+    def lines(make, count: int, end: bytes = b"\n") -> bytes:
         return b"".join(make(k) + end for k in range(count))
 
     def truncated(_k: int) -> bytes:
@@ -132,7 +132,7 @@ def _kinds(day: date, rng: random.Random) -> dict[str, list[tuple[str, str, byte
     def record(stream: str) -> dict:
         return imp() if stream == "impressions" else clk()
 
-    def null_or_empty_id(stream: str):  # noqa: ANN202
+    def null_or_empty_id(stream: str):
         def make(k: int) -> bytes:
             r = record(stream)
             key = "impression_id" if stream == "impressions" else ("click_id", "impression_id")[k % 2]
@@ -140,14 +140,14 @@ def _kinds(day: date, rng: random.Random) -> dict[str, list[tuple[str, str, byte
             return _j(r).encode()
         return make
 
-    def year(stream: str, y: int):  # noqa: ANN202
+    def year(stream: str, y: int):
         def make(_k: int) -> bytes:
             r = record(stream)
             r["event_ts"] = _ts(day, rng, y)
             return _j(r).encode()
         return make
 
-    def missing_field(stream: str):  # noqa: ANN202
+    def missing_field(stream: str):
         def make(k: int) -> bytes:
             r = record(stream)
             required = (["impression_id", "event_ts", "user_id", "ad_id", "publisher_id"] if stream == "impressions"
@@ -431,7 +431,7 @@ def drift_landing(landing: Path, day: date) -> dict[str, tuple[set[str], int]]:
     return out
 
 
-def undrifted_outcomes(suite: Suite, src: Path, day: date, hours: range, ids) -> dict[str, int]:  # noqa: ANN001
+def undrifted_outcomes(suite: Suite, src: Path, day: date, hours: range, ids) -> dict[str, int]:
     """How ingest judges the original (undrifted) lines of these ids: "ok" or "reason (detail)" -> lines."""
     files = [str(p) for p in sorted((src / "impressions" / f"dt={day}").glob("hour=*/*.jsonl*"))
              if int(p.parent.name.split("=")[1]) in hours and not p.name.startswith((".", "_"))]

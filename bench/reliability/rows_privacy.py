@@ -74,7 +74,7 @@ class Raw:
 
 
 @contextlib.contextmanager
-def environ(**values: str):  # noqa: ANN201
+def environ(**values: str):
     """Environment variables for a block (the night's process inherits them), then the old values back."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -109,7 +109,7 @@ def landing_raw(landing: Path, key: str) -> Raw:
     return Raw(ips, uas, key)
 
 
-def add_day(suite: Suite, landing: Path, day) -> int:  # noqa: ANN001
+def add_day(suite: Suite, landing: Path, day) -> int:
     """Generate one more arrival day (another seed) and add its folders to ``landing``; returns files added."""
     gen = suite.config("row11-gen", landing=suite.fresh_dir("row11-gen") / "landing",
                        overrides={"generator": {"start_date": day.isoformat(), "days": 1, "seed": 8}})
@@ -123,7 +123,7 @@ def add_day(suite: Suite, landing: Path, day) -> int:  # noqa: ANN001
     return added
 
 
-def expired_bronze(spark, warehouse: Path, cutoff) -> tuple[int, int, list[str]]:  # noqa: ANN001
+def expired_bronze(spark, warehouse: Path, cutoff) -> tuple[int, int, list[str]]:
     """(partition folders before cutoff holding parquet files, Delta rows before cutoff, tables) over bronze/*."""
     folders, rows, tables = 0, 0, []
     for log_dir in sorted((warehouse / "bronze").glob("*/_delta_log")):
@@ -135,7 +135,7 @@ def expired_bronze(spark, warehouse: Path, cutoff) -> tuple[int, int, list[str]]
     return folders, rows, tables
 
 
-def as_text(field: T.StructField):  # noqa: ANN201
+def as_text(field: T.StructField):
     t = field.dataType
     if isinstance(t, T.StringType):
         return F.col(f"`{field.name}`")
@@ -146,7 +146,7 @@ def as_text(field: T.StructField):  # noqa: ANN201
     return None
 
 
-def table_text(spark, table: Path) -> list[str]:  # noqa: ANN001
+def table_text(spark, table: Path) -> list[str]:
     """Every distinct text value of a Delta table: strings, binaries, and complex columns as JSON."""
     df = storage.read_delta(spark, str(table))
     cols = [c for c in (as_text(f) for f in df.schema.fields) if c is not None]
@@ -156,7 +156,7 @@ def table_text(spark, table: Path) -> list[str]:  # noqa: ANN001
             .distinct().collect()]
 
 
-def scan_tables(spark, warehouse: Path, raw: Raw) -> tuple[dict[str, set[str]], int]:  # noqa: ANN001
+def scan_tables(spark, warehouse: Path, raw: Raw) -> tuple[dict[str, set[str]], int]:
     """Hits per Delta table outside bronze/, and how many distinct text values were scanned."""
     found, values = {}, 0
     for log_dir in sorted(warehouse.rglob("_delta_log")):

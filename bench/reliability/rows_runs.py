@@ -105,7 +105,7 @@ def repeat_a_date(suite: Suite, times: int = 5) -> Result:
                   "; ".join(str(r["differences"][:3]) for r in runs if r["differences"])[:400], data={"runs": runs})
 
 
-def _rewrite_lines(path: Path, edit) -> int:  # noqa: ANN001
+def _rewrite_lines(path: Path, edit) -> int:
     """Apply ``edit(dict) -> dict | None`` (None: leave the line) to every JSON line of a landing file."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -190,7 +190,8 @@ def late_and_duplicate(suite: Suite, redelivered: int = 100) -> Result:
                    F.coalesce("resolved_delay", "delay_s").alias("delay_s")))
     # Malformed lines have no click id to follow (row 4 accounts for them); duplicates are row 6's second part.
     cmp = expected.where(~F.col("expected").isin("duplicate", "malformed")).join(got, "click_id", "full")
-    by = {(r["expected"], r["got"]): r["n"] for r in cmp.groupBy("expected", "got").agg(F.count("*").alias("n")).collect()}
+    by = {(r["expected"], r["got"]): r["n"]
+          for r in cmp.groupBy("expected", "got").agg(F.count("*").alias("n")).collect()}
     wrong = {f"{e}->{g}": n for (e, g), n in by.items() if e != g}
     attributed = by.get(("attributed", "attributed"), 0)
     out_of_window = by.get(("out_of_window", "out_of_window"), 0)
@@ -236,7 +237,8 @@ def late_and_duplicate(suite: Suite, redelivered: int = 100) -> Result:
     # report may differ from the clean run.
     allowed = {"bronze/impressions", "bronze/clicks", "silver/impressions", "silver/clicks"}
     other = [d for d in checksums.differences(got_state["tables"], want["tables"]) if d.split(":")[0] not in allowed]
-    ref_report = json.loads((Path(ref.cfg.paths.warehouse) / "reports" / f"dt={days[2]}" / "run_report.json").read_text())
+    ref_report = json.loads(
+        (Path(ref.cfg.paths.warehouse) / "reports" / f"dt={days[2]}" / "run_report.json").read_text())
     extra_dups = {s: report[f"{s}_duplicate"] - ref_report[f"{s}_duplicate"] for s in ("impressions", "clicks")}
     dup_ok = extra_dups == copied
     # A closed day re-processed: night 2 again, after night 3: every table as it was.

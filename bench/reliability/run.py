@@ -1,7 +1,7 @@
 """The reliability and security suite: faults, bad input and privacy, one table of figures.
 
     make reliability                       # every row
-    .venv/bin/python bench/reliability/run.py --rows 1,4,10 [--kills 20] [--root data/reliability]
+    .venv/bin/python -m bench.reliability.run --rows 1,4,10 [--kills 20] [--root data/reliability]
 
 Each row runs on generated data in ``--root`` and prints its figure; the table
 is printed at the end and written to bench/results/reliability-<time>.json.
@@ -19,11 +19,8 @@ import time
 import traceback
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.reliability.common import SUITE_YAML, Result, Suite  # noqa: E402
-from jobs.config import REPO_ROOT, load_config  # noqa: E402
+from bench.reliability.common import SUITE_YAML, Result, Suite
+from jobs.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.reliability")
 
@@ -61,7 +58,7 @@ def run_row(suite: Suite, row: int) -> Result:
     started = time.monotonic()
     try:
         result = getattr(importlib.import_module(f"bench.reliability.{module}"), fn)(suite)
-    except Exception as err:  # noqa: BLE001 - a crashed row is a failed row, and the others still run
+    except Exception as err:
         log.error("row %d crashed:\n%s", row, traceback.format_exc())
         result = Result(row, name, False, "crashed", f"{type(err).__name__}: {err}"[:300])
     result.row, result.name = row, name

@@ -106,7 +106,7 @@ def behavioural_bots(spark: SparkSession, days: DataFrame, ads: DataFrame, pubs:
     """
     if cfg.rates.sivt_users == 0:
         return None, None
-    s, max_imp, max_clk = cfg.seed, clean.max_impressions_per_user_day, clean.max_clicks_per_user_day
+    max_imp, max_clk = clean.max_impressions_per_user_day, clean.max_clicks_per_user_day
     specs = [(f"over{i}", max_imp + 1 + i * 37, 5, True) for i in range(cfg.rates.sivt_users)]
     specs += [("imp_edge", max_imp, 0, False), ("clk_edge", max_clk + 10, max_clk, False),
               ("clk_over", max_clk + 10, max_clk + 1, True)]

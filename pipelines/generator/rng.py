@@ -6,7 +6,7 @@ gives the same data however Spark partitions the work, on a laptop or a cluster.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F

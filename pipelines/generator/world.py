@@ -111,7 +111,7 @@ def dimension_lines(users: DataFrame, ads: DataFrame, camps: DataFrame, pubs: Da
 
 
 def build_manifest(impressions: DataFrame, clicks: DataFrame, bad_imp: DataFrame, bad_clk: DataFrame,
-                   clean: CleanConfig, last_day) -> DataFrame:  # noqa: ANN001
+                   clean: CleanConfig, last_day) -> DataFrame:
     threshold = F.when(F.col("creative_type") == "video", clean.viewable_min_ms_video).otherwise(
         clean.viewable_min_ms_display)
     arrival = F.to_date("arrival_ts")
@@ -164,7 +164,7 @@ def expected_counts(manifest: DataFrame) -> dict[str, dict]:
     resolved = manifest.where(F.col("resolved_fate").isNotNull()).groupBy("resolved_on", "resolved_fate").count()
     out: dict[str, dict] = {}
 
-    def day(d) -> dict:  # noqa: ANN001
+    def day(d) -> dict:
         key = d.isoformat()
         if key not in out:
             out[key] = {f"impressions_{f}": 0 for f in ["raw"] + IMPRESSION_FATES}

@@ -40,12 +40,12 @@ class FeatureSet:
     def columns(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
 
-    def without_cross(self, marker: str) -> "FeatureSet":
+    def without_cross(self, marker: str) -> FeatureSet:
         """Per-entity features only: drop every feature whose name contains ``marker``."""
         return FeatureSet(tuple(c for c in self.numeric if marker not in c),
                           tuple(c for c in self.categorical if marker not in c))
 
-    def split_history(self, pattern: str) -> tuple["FeatureSet", "FeatureSet"]:
+    def split_history(self, pattern: str) -> tuple[FeatureSet, FeatureSet]:
         """(contextual, history): the features whose name does not / does match the regex ``pattern``."""
         history = re.compile(pattern)
 

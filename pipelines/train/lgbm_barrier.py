@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -94,7 +94,7 @@ def train_lgbm(train: DataFrame, valid: pd.DataFrame, tr: TrainConfig,
             booster = lgb.train({**params, "machines": machines, "num_machines": workers, "local_listen_port": port},
                                 train_set, num_boost_round=rounds, valid_sets=[valid_set], valid_names=["validation"],
                                 callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(history)])
-        except Exception as err:  # noqa: BLE001 - re-raised with where it happened
+        except Exception as err:
             raise RuntimeError(f"LightGBM worker {me} of {workers} failed (machines {machines}, "
                                f"time_out {params['time_out']} min): {err}") from err
         model = booster.model_to_string(num_iteration=booster.best_iteration) if me == 0 else ""

@@ -6,7 +6,7 @@ the logged model scores with numpy alone (tests check it equals Spark's).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd

@@ -7,8 +7,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def reliability(deciles: pd.DataFrame, title: str) -> plt.Figure:
@@ -16,7 +16,8 @@ def reliability(deciles: pd.DataFrame, title: str) -> plt.Figure:
     top = float(max(deciles["predicted"].max(), deciles["actual"].max())) * 1.05
     ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect")
     ax.plot(deciles["predicted"], deciles["actual"], marker="o", label="deciles")
-    ax.set(xlabel="mean predicted CTR", ylabel="actual CTR", title=f"Reliability: {title}", xlim=(0, top), ylim=(0, top))
+    ax.set(xlabel="mean predicted CTR", ylabel="actual CTR", title=f"Reliability: {title}",
+           xlim=(0, top), ylim=(0, top))
     ax.legend()
     fig.tight_layout()
     return fig

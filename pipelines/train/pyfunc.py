@@ -12,5 +12,5 @@ class CalibratedCtr(mlflow.pyfunc.PythonModel):
     def __init__(self, model: CtrModel) -> None:
         self.model = model
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         return self.model.predict(model_input)

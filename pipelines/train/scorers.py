@@ -6,8 +6,8 @@ scoring job: what is evaluated is what is deployed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,14 +28,14 @@ class XgbScorer:
     booster_raw: bytes                      # Booster.save_raw("ubj")
     _booster: object = field(default=None, repr=False, compare=False)
 
-    def booster(self):  # noqa: ANN201 - xgboost.Booster, loaded once per process
+    def booster(self):
         if self._booster is None:
             import xgboost as xgb
 
             self._booster = xgb.Booster(model_file=bytearray(self.booster_raw))
         return self._booster
 
-    def dmatrix(self, pdf: pd.DataFrame):  # noqa: ANN201
+    def dmatrix(self, pdf: pd.DataFrame):
         import xgboost as xgb
 
         # missing=NaN: a null is missing, a 0.0 is a value (see features.py).
