@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from jobs.spark import get_spark
-    from jobs.train import run_train
-    from jobs.training_set import feature_columns, run_training_set
+    from jobs.runtime.spark import get_spark
+    from jobs.stages.train import run_train
+    from jobs.stages.training_set import feature_columns, run_training_set
 
     work = Path(args.work or tempfile.mkdtemp(prefix="parity-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                       train=replace(base.train, models=("xgboost",), ablation=False, ablations=(),
                                     registered_model=f"parity_lag{lag}", experiment="parity"))
         if lag == 0:   # the old rule counted every impression of the day, whenever it landed
-            import jobs.training_set as ts_job
+            import jobs.stages.training_set as ts_job
             original = ts_job.with_same_day_counts
             ts_job.with_same_day_counts = (lambda rows, entities, same_day, _original=original, **_:
                                            _original(rows, entities, same_day))

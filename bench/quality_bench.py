@@ -39,7 +39,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.bench.quality")
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -118,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import mlflow
 
-    from jobs import tracking
     from jobs.generate_logs import run_generate
-    from jobs.nightly import run_nightly
-    from jobs.spark import get_spark
-    from jobs.train import run_train
-    from jobs.training_set import run_training_set
+    from jobs.runtime import tracking
+    from jobs.runtime.spark import get_spark
+    from jobs.stages.nightly import run_nightly
+    from jobs.stages.train import run_train
+    from jobs.stages.training_set import run_training_set
 
     root = Path(args.root).resolve()
     landing = Path(args.landing).resolve() if args.landing else root / "landing"

@@ -32,8 +32,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from jobs.config import REPO_ROOT, load_config
-from jobs.layout import Warehouse
+from jobs.runtime.config import REPO_ROOT, load_config
+from jobs.runtime.layout import Warehouse
 
 CORES = os.cpu_count() or 1
 log = logging.getLogger("ctr.bench")
@@ -146,7 +146,7 @@ def task_skew(event_log_dir: Path, group: str, since_ms: int, until_ms: int | No
 
 
 def timed_night(spark, cfg, day) -> tuple[float, dict]:
-    from jobs.nightly import run_nightly
+    from jobs.stages.nightly import run_nightly
 
     t = time.perf_counter()
     report = run_nightly(spark, cfg, day, train=False)  # training has its own bench (bench/train_bench.py)
@@ -265,8 +265,8 @@ def main() -> int:
         p.error("--sizes needs sizes of at least 1000 impressions and --days at least 1")
     if a.compare_only and a.days < 3:
         p.error("--compare-only needs --days 3 or more (the night whose history is compared)")
-    from jobs.cli import setup_logging
-    from jobs.spark import get_spark
+    from jobs.runtime.cli import setup_logging
+    from jobs.runtime.spark import get_spark
 
     setup_logging("INFO")
     cfg = load_config("local", [BENCH_CONF], {"spark": {"driver_memory": a.driver_memory}} if a.driver_memory else None)

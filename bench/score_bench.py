@@ -26,7 +26,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
     from pyspark.sql import functions as F
 
-    from jobs import storage, tracking
-    from jobs.layout import Warehouse
-    from jobs.score import monitor_day, run_score
-    from jobs.spark import get_spark
-    from jobs.train import resolve_uri
+    from jobs.runtime import storage, tracking
+    from jobs.runtime.layout import Warehouse
+    from jobs.runtime.spark import get_spark
+    from jobs.stages.score import monitor_day, run_score
+    from jobs.stages.train import resolve_uri
 
     cfg = load_config("local", args.config)
     cfg = replace(cfg, paths=replace(cfg.paths, warehouse=args.warehouse))
@@ -121,8 +121,8 @@ def next_day(spark, cfg, day: date, impressions: int, work: str | None) -> dict:
     from dataclasses import replace
 
     from jobs.generate_logs import run_generate
-    from jobs.nightly import run_nightly
-    from jobs.score import run_score
+    from jobs.stages.nightly import run_nightly
+    from jobs.stages.score import run_score
 
     scratch = Path(work or tempfile.mkdtemp(prefix="score-bench-"))
     wh, landing = scratch / "warehouse", scratch / "landing"

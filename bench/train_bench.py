@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import replace
 
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -98,8 +98,8 @@ def main() -> int:
     parser.add_argument("--skip-table", action="store_true", help="only the distributed vs single-process timings")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from jobs.spark import get_spark
-    from jobs.train import results_table, run_train
+    from jobs.runtime.spark import get_spark
+    from jobs.stages.train import results_table, run_train
     from pipelines.train.features import resolve_features
     from pipelines.train.synthetic import synthetic_training_set
 

@@ -14,7 +14,7 @@ import re
 import sys
 from datetime import timedelta
 
-from jobs.cli import EXIT_USAGE, parse_date
+from jobs.runtime.cli import EXIT_USAGE, parse_date
 
 MAX_DAYS = 3660
 

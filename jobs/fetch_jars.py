@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 
 def main() -> int:

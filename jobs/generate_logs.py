@@ -22,10 +22,10 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import storage
-from jobs.cli import UsageError, base_parser, parse_date, run_main
-from jobs.layout import Landing
-from jobs.spark import get_spark
+from jobs.runtime import storage
+from jobs.runtime.cli import UsageError, base_parser, parse_date, run_main
+from jobs.runtime.layout import Landing
+from jobs.runtime.spark import get_spark
 from pipelines.config import AppConfig, CleanConfig, GeneratorConfig
 from pipelines.generator.dims import USER_AGENTS
 from pipelines.generator.world import expected_counts, generate

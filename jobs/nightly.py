@@ -7,7 +7,7 @@ bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature
 snapshot as of the day after it), and on the nights train.schedule names (or
 with --train) training: the point-in-time training set ending at the closed day,
-then the models, tracked in MLflow (jobs/nightly_training.py); then, with
+then the models, tracked in MLflow (jobs/stages/nightly_training.py); then, with
 score.nightly, the night's landed impressions scored with the champion, and
 every night the stored scores of the closed day monitored (jobs/score.py). After each stage
 its quality gate validates what it wrote and either publishes it or restores the
@@ -20,189 +20,12 @@ re-running the same date finishes it (README "Re-runs, kills and resuming").
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import time
 
-from jobs import faults, nightly_training, storage
-from jobs.cli import EXIT_RUNTIME, base_parser, run_main
-from jobs.gold import run_gold
-from jobs.ingest import run_ingest
-from jobs.layout import Warehouse
-from jobs.restore import record_point
-from jobs.silver import run_silver
-from jobs.spark import get_spark
+from jobs.runtime.cli import EXIT_RUNTIME, base_parser, run_main
+from jobs.runtime.spark import get_spark
+from jobs.stages.nightly import run_nightly
 from pipelines.config import AppConfig
-from pipelines.report import funnel_lines
-
-log = logging.getLogger("ctr.nightly")
-
-
-def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
-    gates = report.get("quality", {})
-    gate_seconds = {k: g.get("seconds", 0) for k, g in gates.items()}
-    gate_seconds["train"] = report.get("training", {}).get("training_set", {}).get("quality", {}).get("seconds", 0)
-    lines = [f"# Nightly run {report['date']}", "",
-             "Balanced: **yes**" if report["balanced"] else "Balanced: **NO** - " + "; ".join(report["balance_errors"]),
-             "", "## Funnel", "", "```", *funnel_lines(report), "```", "", "## Stage times", "",
-             "| stage | seconds | of which quality gate |", "|---|---:|---:|",
-             *[f"| {k} | {v:.1f} | {gate_seconds.get(k, 0):.1f} |" for k, v in stage_seconds.items()], "",
-             "## Quality gates", "",
-             *[f"- {k}: {'passed' if g['passed'] else 'FAILED'}, {len(g['warnings'])} warnings"
-               + "".join(f"\n  - warning: {w}" for w in g["warnings"]) for k, g in gates.items()],
-             "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", "",
-             *nightly_training.markdown(report.get("training")), *score_markdown(report)]
-    return "\n".join(lines)
-
-
-def score_markdown(report: dict) -> list[str]:
-    scoring, monitoring = report.get("scoring"), report.get("score_monitoring")
-    if not scoring and not monitoring:
-        return []
-    lines = ["## Scores", ""]
-    if scoring:
-        lines.append(f"- scored: {scoring['rows']:,} impressions landed tonight with {scoring['model_name']} "
-                     f"v{scoring['model_version']} into {scoring['table']}" if scoring["status"] == "scored"
-                     else f"- scoring {scoring['status']}: {scoring.get('reason') or scoring.get('error')}")
-    if monitoring and monitoring.get("status") == "failed":
-        lines.append(f"- monitoring of {monitoring['event_date']}'s scores failed: {monitoring['error']}")
-    elif monitoring:
-        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
-        lines.append(f"- scores of {monitoring['event_date']} against their closed labels: {monitoring['rows']:,} "
-                     f"rows ({monitoring['coverage']:.0%} of the day's labels"
-                     f"{'; partial: no warnings' if monitoring['partial'] else ''}), NE {fmt(monitoring['ne'])} "
-                     f"(champion's test NE {fmt(monitoring['reference_ne'])}), "
-                     f"calibration {fmt(monitoring['calibration'])}, AUC {fmt(monitoring['auc'])}")
-        lines += [f"  - **warning**: {w}" for w in monitoring["warnings"]]
-    return [*lines, ""]
-
-
-def stage_jobs(spark, stage: str, day) -> None:
-    """Name the Spark jobs that follow: the UI and the event log group them by stage (``<stage>-<date>``)."""
-    spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
-    faults.enter(stage)
-
-
-def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
-    """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
-    try:
-        return _run_stages(spark, cfg, day, train)
-    finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        spark.sparkContext.setLocalProperty("spark.job.description", None)
-
-
-def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:
-    wh = Warehouse(cfg.paths.warehouse)
-    times: dict[str, float] = {}
-    t0 = time.monotonic()
-    log.info("[1/4] ingest dt=%s", day)
-    stage_jobs(spark, "ingest", day)
-    record_point(spark, wh, day)  # what `make restore DATE=...` puts back (jobs/restore.py)
-    lines, ingest_gate = run_ingest(spark, cfg, day)
-    times["ingest"] = time.monotonic() - t0
-    t1 = time.monotonic()
-    log.info("[2/4] silver dt=%s", day)
-    stage_jobs(spark, "silver", day)
-    lines_read = {stream: sum(counts.values()) for stream, counts in lines.items()}
-    report = run_silver(spark, cfg, day, lines_read)
-    times["silver"] = time.monotonic() - t1
-    t2 = time.monotonic()
-    log.info("[3/4] gold dt=%s", day)
-    stage_jobs(spark, "gold", day)
-    report["gold"] = run_gold(spark, cfg, day, report["closed_day"]["impressions"])
-    times["gold"] = time.monotonic() - t2
-    report["ingest"] = {"lines": lines_read, "quarantined_by_reason": {
-        s: {k: v for k, v in c.items() if k != "ok"} for s, c in lines.items()}}
-    gold_gate = {"gold": report["gold"]["quality"]} if "quality" in report["gold"] else {}
-    report["quality"] = {"ingest": ingest_gate, **report.get("quality", {}), **gold_gate}
-    train_stage(spark, cfg, day, report, times, train)
-    score_stage(spark, cfg, day, report, times)
-    log.info("report: %s", wh.report(day))
-    return report
-
-
-def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float]) -> None:
-    report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
-    storage.write_json(spark, wh.report(day), report)
-    storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
-
-
-def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:
-    """After training: with score.nightly, score the impressions that landed tonight with the champion (the
-    one tonight's training may have promoted); then monitor the stored scores of the day whose labels closed.
-
-    No champion yet, or a snapshot without history, skips scoring with the reason. Any other failure (a registry
-    error, a missing snapshot) is recorded in the report and raised: the night's data is published
-    by then, and the scheduler sees the failure. Rewrites the report when it did anything.
-    """
-    from datetime import date as _date
-
-    from jobs.score import NothingToScore, monitor_day, run_score
-
-    started = time.monotonic()
-    stage_jobs(spark, "score", day)
-    wh = Warehouse(cfg.paths.warehouse)
-
-    def failed(key: str, err: BaseException) -> None:
-        report[key] = {**report.get(key, {}), "status": "failed", "error": f"{type(err).__name__}: {err}"}
-        times["score"] = time.monotonic() - started
-        write_report(spark, wh, day, report, times)
-
-    if cfg.score.nightly:
-        log.info("score dt=%s", day)
-        try:
-            report["scoring"] = {"status": "scored", **run_score(spark, cfg, day)}
-        except NothingToScore as err:   # no champion yet, or no history yet
-            report["scoring"] = {"status": "skipped", "reason": str(err)}
-            log.info("scoring skipped: %s", err)
-        except BaseException as err:
-            failed("scoring", err)
-            raise
-    closed = report["closed_day"]
-    if closed["impressions"]:
-        try:
-            monitored = monitor_day(spark, cfg, _date.fromisoformat(closed["event_date"]), day)
-        except BaseException as err:
-            report["score_monitoring"] = {"event_date": closed["event_date"]}
-            failed("score_monitoring", err)
-            raise
-        if monitored:   # None: nothing of that day was scored
-            report["score_monitoring"] = monitored
-    times["score"] = time.monotonic() - started
-    if "scoring" in report or "score_monitoring" in report:
-        write_report(spark, wh, day, report, times)
-
-
-def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],
-                train: bool | None) -> None:
-    """[4/4] Training set and models when due; writes the report, with its ``training`` section.
-
-    The report is written before training starts, marked ``running``: the night's data is published
-    whatever training does, and a night killed while training says so. A failure is recorded as
-    ``failed`` and re-raised (exit 1, or 3 for the training set's gate).
-    """
-    wh, started = Warehouse(cfg.paths.warehouse), time.monotonic()
-    log.info("[4/4] train dt=%s", day)
-    stage_jobs(spark, "train", day)
-    report["training"] = nightly_training.plan(spark, cfg, day, report["closed_day"], train)
-    if report["training"]["status"] == "skipped":
-        log.info("training skipped: %s", report["training"]["reason"])
-        times["train"] = time.monotonic() - started
-        write_report(spark, wh, day, report, times)
-        return
-    write_report(spark, wh, day, report, times)  # marked running
-    try:
-        report["training"] = nightly_training.run(spark, cfg, report["training"])
-    except BaseException as err:
-        report["training"] = nightly_training.failed(report["training"], err)
-        raise
-    finally:
-        times["train"] = time.monotonic() - started
-        try:
-            write_report(spark, wh, day, report, times)
-        except Exception:
-            log.exception("could not record the training outcome in %s", wh.report(day))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Typed, frozen configuration handed to the transforms.
 
-Loading and validation live in jobs/config.py; transforms only receive the
+Loading and validation live in jobs/runtime/config.py; transforms only receive the
 sub-config they need (for example ``CleanConfig``) as an argument.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ class SparkConfig:
 class PathsConfig:
     landing: str
     warehouse: str
-    # when set, landing, warehouse and every absolute table path must lie inside it (jobs/cli.py)
+    # when set, landing, warehouse and every absolute table path must lie inside it (jobs/runtime/cli.py)
     data_root: str | None = None
 
 

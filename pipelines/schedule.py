@@ -6,7 +6,7 @@
 
 The date is the nightly run's ``--date`` (the arrival date), so a backfill trains
 on exactly the nights a daily scheduler would have. Whether enough closed days
-exist for the splits is a separate question (jobs/nightly_training.py).
+exist for the splits is a separate question (jobs/stages/nightly_training.py).
 """
 from __future__ import annotations
 

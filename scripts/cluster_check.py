@@ -24,14 +24,14 @@ def probe(_rows):
 
     from pyspark import BarrierTaskContext
 
-    import jobs.layout
+    import jobs.runtime.layout
     import pipelines.train.scorers
 
     ctx = BarrierTaskContext.get()
     ctx.barrier()
     yield {"task": ctx.partitionId(), "executor": ctx.getTaskInfos()[ctx.partitionId()].address,
            "host": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd(),
-           "jobs": jobs.layout.__file__, "pipelines": pipelines.train.scorers.__file__}
+           "jobs": jobs.runtime.layout.__file__, "pipelines": pipelines.train.scorers.__file__}
 
 
 def executors(spark: SparkSession) -> int:

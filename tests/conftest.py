@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import load_config
+from jobs.runtime.config import load_config
 
 TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
 
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.spark import get_spark
+    from jobs.runtime.spark import get_spark
 
     cfg = load_config("local", [TINY])
     session = get_spark(cfg.spark, "local[2]", {"spark.ui.enabled": "false",
@@ -41,7 +41,7 @@ def clean_cfg(tiny_cfg):
 def generated(spark, tiny_cfg):
     """Generate three tiny days and run the nightly job on each; returns (cfg, expected, reports)."""
     from jobs.generate_logs import run_generate
-    from jobs.nightly import run_nightly
+    from jobs.stages.nightly import run_nightly
 
     expected = run_generate(spark, tiny_cfg, overwrite=True)
     reports = {}

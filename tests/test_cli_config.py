@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import cli
-from jobs.config import ConfigError, load_config
 from jobs.dates import dates
+from jobs.runtime import cli
+from jobs.runtime.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def run(argv, capsys):
     (["--date", "2025-03-01", "--master", "local[0]"], "is not a Spark master URL"),
     (["--date", "2025-03-01", "--master", ""], "is not a Spark master URL"),
     (["--date", "2025-03-01", "--conf", "spark.master\n=local"], "must look like spark.some.key=value"),
-    (["--date", "2025-03-01", "--conf", "spark.sql.session.timeZone=EST"], "is fixed by jobs/spark.py"),
+    (["--date", "2025-03-01", "--conf", "spark.sql.session.timeZone=EST"], "is fixed by jobs/runtime/spark.py"),
     (["--date", "2025-03-01", "--env", "../tests/conf/tiny"], "must name an overlay in conf/"),
 ])
 def test_bad_arguments_exit_2_before_any_work(argv, message, capsys):
@@ -86,7 +86,7 @@ def test_bad_config_values_are_named(tmp_path, yaml_text, message):
 @pytest.mark.parametrize("yaml_text, message", [
     ("spark:\n  master: garbage\n", "spark.master 'garbage' is not a Spark master URL"),
     ("train:\n  scores_table: ../../x\n", "train.scores_table '../../x' must not contain '..'"),
-    ("spark:\n  conf:\n    spark.sql.session.timeZone: EST\n", "is fixed by jobs/spark.py"),
+    ("spark:\n  conf:\n    spark.sql.session.timeZone: EST\n", "is fixed by jobs/runtime/spark.py"),
 ])
 def test_config_values_checked_with_the_arguments(tmp_path, capsys, yaml_text, message):
     path = tmp_path / "bad.yaml"

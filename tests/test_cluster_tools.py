@@ -51,8 +51,8 @@ def test_executor_imports_the_code_from_the_zip(tmp_path):
     out = tmp_path / "ctr_jobs.zip"
     build_zip.build(out)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import jobs.layout, pipelines.train.scorers, pipelines.generator.world; "
-            "print(jobs.layout.__file__); print(pipelines.train.scorers.__file__); "
+            "import jobs.runtime.layout, pipelines.train.scorers, pipelines.generator.world; "
+            "print(jobs.runtime.layout.__file__); print(pipelines.train.scorers.__file__); "
             "print(pipelines.generator.world.__file__)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=tmp_path, env=env,

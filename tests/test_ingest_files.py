@@ -7,9 +7,9 @@ from datetime import date
 
 from pyspark.sql import functions as F
 
-from jobs import storage
-from jobs.ingest import run_ingest
-from jobs.layout import Warehouse
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.stages.ingest import run_ingest
 
 D = date(2025, 4, 1)
 GOOD = ('{"impression_id":"%s","event_ts":"2025-04-01T08:00:00Z","user_id":"u1","ad_id":"a1",'

@@ -10,10 +10,11 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs import nightly, nightly_training, score, storage
-from jobs.config import load_config
-from jobs.layout import Warehouse
-from jobs.quality import GateFailed
+from jobs.runtime import storage
+from jobs.runtime.config import load_config
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed
+from jobs.stages import nightly, nightly_training, score
 from tests.conftest import TINY
 
 MONDAY = date(2025, 3, 3)   # the generated fixture's last night
@@ -145,7 +146,7 @@ def test_plan_finds_the_closed_days_a_training_set_needs(spark, tmp_path):
 @pytest.fixture(scope="module")
 def scored(spark, trained_night):
     """The Monday's landed impressions scored with the model the night trained (made champion if it was not)."""
-    from jobs.score import run_score
+    from jobs.stages.score import run_score
 
     cfg, report, client = trained_night
     reg = report["training"]["registered"]
@@ -174,7 +175,7 @@ def test_scoring_writes_every_valid_impression_that_landed_on_the_day(spark, sco
 
 def test_a_scored_impression_that_closes_has_the_training_rows_features_column_by_column(spark, scored):
     """Training/serving parity: the features scoring used are the training set's, for every row in both."""
-    from jobs.training_set import feature_columns
+    from jobs.stages.training_set import feature_columns
 
     cfg, _, _ = scored
     rows, _, _ = score.landed_rows(spark, cfg, MONDAY)
@@ -193,7 +194,7 @@ def test_a_scored_impression_that_closes_has_the_training_rows_features_column_b
 def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scored, tmp_path):
     from dataclasses import replace
 
-    from jobs.cli import UsageError
+    from jobs.runtime.cli import UsageError
 
     cfg, _, _ = scored
     with pytest.raises(UsageError, match="no valid impressions landed on 2025-03-20.*make backfill DATE=2025-03-20"):
@@ -218,7 +219,7 @@ def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scor
 
 
 def test_closed_scores_are_monitored_into_a_table_and_the_models_run(spark, scored):
-    from jobs.train import resolve_uri
+    from jobs.stages.train import resolve_uri
 
     cfg, _, reg = scored
     m = score.monitor_day(spark, cfg, MONDAY, MONDAY)   # label_maturity_days 0 here: Monday's labels are closed

@@ -116,7 +116,7 @@ def test_likely_renames_match_contract_fields_up_to_case_and_separators():
 
 
 def test_report_names_unknown_fields_and_likely_renames(spark):
-    from jobs.silver import unknown_fields
+    from jobs.stages.silver import unknown_fields
 
     imp = spark.createDataFrame([({"inViewMs": "1500", "sdk": "5"},), ({"sdk": "5"},), (None,)],
                                 "extra map<string,string>")

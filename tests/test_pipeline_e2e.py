@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from jobs import storage
-from jobs.ingest import enforce_retention
-from jobs.layout import Landing, Warehouse
-from jobs.nightly import run_nightly
+from jobs.runtime import storage
+from jobs.runtime.layout import Landing, Warehouse
+from jobs.stages.ingest import enforce_retention
+from jobs.stages.nightly import run_nightly
 from pipelines.generator.anomalies import MALFORMED_KINDS
 from pipelines.report import CONTRACT_KEYS
 from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS
@@ -169,8 +169,8 @@ def test_retention_deletes_old_bronze_and_quarantine(spark, generated, tmp_path)
 def test_gold_partials_match_labels_and_feed_next_days_snapshot(spark, generated):
     from pyspark.sql import functions as F
 
-    from jobs import storage
-    from jobs.layout import Warehouse
+    from jobs.runtime import storage
+    from jobs.runtime.layout import Warehouse
 
     cfg, expected, reports = generated
     wh = Warehouse(cfg.paths.warehouse)

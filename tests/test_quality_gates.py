@@ -6,10 +6,10 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from jobs import storage
-from jobs.layout import Warehouse
-from jobs.quality import GateFailed, gate, metrics_uri, table_versions
-from jobs.silver import SCHEMAS
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed, gate, metrics_uri, table_versions
+from jobs.stages.silver import SCHEMAS
 from pipelines.report import contract_counts
 
 D = date(2025, 3, 10)
@@ -280,7 +280,7 @@ OBSERVABLE = ["gold_entity_day", "gold_features", "gold_training_set"]  # no dis
 
 def test_checks_observed_on_the_write_judge_exactly_like_a_read_back(spark, cfg):
     """The gold gate's aggregates ride on the write (observe_checks); the verdict must not change."""
-    from jobs.quality import observe_checks
+    from jobs.runtime.quality import observe_checks
 
     uris = {name: f"{cfg.paths.warehouse}/t/{name}" for name in OBSERVABLE}
     bad = {name: [TABLES[name][1](i) for i in (0, 1, 2, 2, 3)] for name in OBSERVABLE}  # a duplicate key
@@ -308,7 +308,7 @@ def test_checks_observed_on_the_write_judge_exactly_like_a_read_back(spark, cfg)
 
 def test_observed_checks_that_do_not_match_the_written_rows_are_not_trusted(spark, cfg):
     """A clean observation of rows that are not the ones in the table: the gate reads the table back."""
-    from jobs.quality import observe_checks
+    from jobs.runtime.quality import observe_checks
 
     name, uri = "gold_features", f"{cfg.paths.warehouse}/t/gold_features"
     versions = table_versions(spark, {name: uri})
@@ -322,7 +322,7 @@ def test_observed_checks_that_do_not_match_the_written_rows_are_not_trusted(spar
 
 
 def test_a_suite_with_distinct_metrics_cannot_ride_on_a_write(spark, cfg):
-    from jobs.quality import observe_checks
+    from jobs.runtime.quality import observe_checks
 
     with pytest.raises(ValueError, match="count distinct values"):
         observe_checks(cfg, "silver_clicks", frame(spark, "silver_clicks", [silver_click(0)]), D)

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from jobs import ingest, nightly, silver, storage
-from jobs.cli import EXIT_GATE
-from jobs.layout import Warehouse
-from jobs.quality import GateFailed
+from jobs import ingest as ingest_job
+from jobs import nightly as nightly_job
+from jobs.runtime import storage
+from jobs.runtime.cli import EXIT_GATE
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed
+from jobs.stages import ingest, silver
 from tests.test_pipeline_e2e import checksum
 
 D = date(2025, 4, 2)
@@ -42,13 +45,13 @@ def test_a_failed_ingest_gate_exits_3_keeps_bronze_and_stops_the_night(spark, tm
     users.parent.mkdir(parents=True)
     users.write_text('{"user_id":"u1","segment":"shoppers","device_type":"mobile","geo":"DE"}\n')
     argv = ["--date", str(D), "--landing", str(landing), "--warehouse", wh.root, "--config", TINY]
-    assert ingest.main(argv) == 0
+    assert ingest_job.main(argv) == 0
     before = contents(spark, wh)
 
     clicks.write_text("")  # the clicks of the night went missing upstream ...
     users.write_text('{"user_id":"u2","segment":"gamers","device_type":"desktop","geo":"FR"}\n')  # ... and a new
     # snapshot of the users came: a failed gate takes it back with the rest, though it has no suite of its own
-    assert nightly.main(argv) == EXIT_GATE
+    assert nightly_job.main(argv) == EXIT_GATE
     err = capsys.readouterr().err
     assert "quality gate 'ingest' failed for 2025-04-02" in err
     assert "bronze_clicks: the partition has 0 rows (expected at least 1)" in err

@@ -5,10 +5,10 @@ from datetime import date
 
 import pytest
 
-from jobs import checksums, storage
-from jobs.cli import UsageError
-from jobs.layout import Warehouse
-from jobs.restore import record_point, restore_night
+from jobs.runtime import checksums, storage
+from jobs.runtime.cli import UsageError
+from jobs.runtime.layout import Warehouse
+from jobs.stages.restore import record_point, restore_night
 
 D = date(2025, 3, 3)
 

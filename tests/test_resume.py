@@ -3,10 +3,10 @@
 Three generated tiny days. A clean warehouse runs them in this process. A second
 warehouse starts as a copy of the clean one after night 1 and runs night 2 as
 ``python -m jobs.nightly`` subprocesses that kill themselves by SIGKILL
-(``CTR_TEST_KILL_AT``, jobs/faults.py) in ingest, in the middle of a silver
+(``CTR_TEST_KILL_AT``, jobs/runtime/faults.py) in ingest, in the middle of a silver
 write, and in gold between its gate's writes; then night 2 runs to the end and
 night 3 follows. Both warehouses must then hold the same tables (order-
-independent checksums, jobs/checksums.py), the same volume baselines and run
+independent checksums, jobs/runtime/checksums.py), the same volume baselines and run
 reports, and no id twice in silver.
 """
 from __future__ import annotations
@@ -22,14 +22,15 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs import checksums, faults, silver, storage
-from jobs.config import load_config
 from jobs.generate_logs import run_generate
-from jobs.ingest import enforce_retention
-from jobs.layout import Warehouse
-from jobs.nightly import run_nightly
-from jobs.quality import GateFailed
-from jobs.rollback import UnfinishedRun
+from jobs.runtime import checksums, faults, storage
+from jobs.runtime.config import load_config
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed
+from jobs.runtime.rollback import UnfinishedRun
+from jobs.stages import silver
+from jobs.stages.ingest import enforce_retention
+from jobs.stages.nightly import run_nightly
 
 TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
 # The subprocesses: as small as the session's Spark (local[2], 2 shuffle partitions), so results match exactly.

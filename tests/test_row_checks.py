@@ -69,7 +69,7 @@ def test_every_suite_in_expectations_compiles(tiny_cfg):
     """A suite with a kwarg or type the one-pass gate does not honour fails here, not on a night."""
     from datetime import date
 
-    from jobs.quality import SUITES_DIR, _parameters, load_suite
+    from jobs.runtime.quality import SUITES_DIR, _parameters, load_suite
     from pipelines.quality import split_suite
 
     params = _parameters(tiny_cfg, date(2025, 3, 2), date(2025, 3, 2))

@@ -5,9 +5,10 @@ from datetime import date
 
 import pytest
 
-from jobs import nightly, nightly_training
-from jobs.cli import EXIT_USAGE
-from jobs.config import ConfigError, load_config
+from jobs import nightly
+from jobs.runtime.cli import EXIT_USAGE
+from jobs.runtime.config import ConfigError, load_config
+from jobs.stages import nightly_training
 from pipelines.schedule import not_due_reason, parse_schedule, training_due
 
 SAT, SUN, MON, THU = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3), date(2025, 3, 6)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from jobs.config import load_config
+from jobs.runtime.config import load_config
 from tests.conftest import TINY
 
 ROWS = 20000
@@ -24,7 +24,7 @@ def trained(spark, tmp_path_factory):
     """Write a synthetic training set (negatives kept at 50%) and its truth, then train every family."""
     import os
 
-    from jobs.train import run_train
+    from jobs.stages.train import run_train
     from pipelines.train.synthetic import synthetic_training_set
 
     root = tmp_path_factory.mktemp("train")
@@ -94,7 +94,7 @@ def test_one_mlflow_run_per_model_with_curves_dataset_and_plots(trained):
 def test_first_best_model_becomes_champion_and_a_worse_one_stays_challenger(trained, spark, caplog):
     from dataclasses import replace
 
-    from jobs.train import run_train
+    from jobs.stages.train import run_train
 
     cfg, _, results = trained
     client = MlflowClient()
@@ -113,8 +113,8 @@ def test_first_best_model_becomes_champion_and_a_worse_one_stays_challenger(trai
 
 
 def test_score_job_scores_a_users_table_by_day_with_table(trained, spark):
-    from jobs.score import run_score
-    from jobs.train import resolve_uri
+    from jobs.stages.score import run_score
+    from jobs.stages.train import resolve_uri
     from pipelines.train.scorers import CtrModel  # noqa: F401 - the logged model unpickles it
 
     cfg, frame, _ = trained

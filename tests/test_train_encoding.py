@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.config import load_config
+from jobs.runtime.config import load_config
 from pipelines.train import encoding
 from pipelines.train.features import FeatureSet, ablations
 from tests.conftest import TINY
@@ -94,7 +94,7 @@ def test_raw_categories_train_end_to_end_and_a_registered_model_ignores_later_vo
                                                                                           monkeypatch):
     import mlflow
 
-    from jobs.train import run_train
+    from jobs.stages.train import run_train
     from pipelines.train.scorers import CtrModel  # noqa: F401 - the logged model unpickles it
 
     cfg, root = raw_cfg
@@ -161,7 +161,7 @@ def test_only_a_missing_model_or_alias_means_no_champion_other_registry_errors_r
     from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
     from mlflow.tracking import MlflowClient
 
-    from jobs import tracking
+    from jobs.runtime import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     tracking.setup("registry-errors")

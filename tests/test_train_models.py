@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.config import ConfigError, load_config
+from jobs.runtime.config import ConfigError, load_config
 from pipelines.train.features import FeatureSet, matrix, prepare, resolve_features
 from tests.conftest import TINY
 

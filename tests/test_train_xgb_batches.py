@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from jobs.config import load_config
+from jobs.runtime.config import load_config
 from pipelines.train.features import FeatureSet
 from pipelines.train.xgb import VALID_FLAG, balanced, train_xgb
 from tests.conftest import TINY

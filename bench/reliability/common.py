@@ -3,10 +3,10 @@
 The suite works in one folder (``--root``, default data/reliability). It
 generates a few small days once (``suite.yaml``: the test fixture's volumes),
 runs them cleanly in this process to get the reference state (order-independent
-table checksums, gate baselines and run reports, jobs/checksums.py), and hands
+table checksums, gate baselines and run reports, jobs/runtime/checksums.py), and hands
 each row a fresh copy of the warehouse it needs. Rows that must kill or time a
 real job start ``python -m jobs.nightly`` as its own process
-(jobs/faults.py ``nightly_process``), with the same small Spark settings as
+(jobs/runtime/faults.py ``nightly_process``), with the same small Spark settings as
 this process so that results compare exactly.
 """
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs import checksums, faults
-from jobs.config import REPO_ROOT, load_config
 from jobs.generate_logs import run_generate
-from jobs.nightly import run_nightly
+from jobs.runtime import checksums, faults
+from jobs.runtime.config import REPO_ROOT, load_config
+from jobs.stages.nightly import run_nightly
 from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.reliability")

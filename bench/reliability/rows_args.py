@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.reliability.common import Result, Suite
 from bench.reliability.hostile_cases import hostile_cases, valid_controls, write_fixtures
-from jobs.config import REPO_ROOT
+from jobs.runtime.config import REPO_ROOT
 
 JOB_MODULES = ("nightly", "ingest", "silver", "gold", "training_set", "train", "score", "generate_logs", "restore")
 
@@ -63,7 +63,8 @@ def spark_blocked(calls: list):
         calls.append(args)
         raise SparkStarted("get_spark reached")
 
-    modules = [m for m in (sys.modules.get(f"jobs.{n}") for n in (*JOB_MODULES, "spark")) if m is not None]
+    names = [f"jobs.{n}" for n in JOB_MODULES] + ["jobs.runtime.spark"]
+    modules = [m for m in (sys.modules.get(n) for n in names) if m is not None]
     saved = {m: m.get_spark for m in modules if hasattr(m, "get_spark")}
     for module in saved:
         module.get_spark = stub

@@ -16,10 +16,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from bench.reliability.common import SUITE_YAML, Result, Suite
-from jobs import checksums, gold, silver, storage
-from jobs.config import REPO_ROOT
-from jobs.nightly import run_nightly
-from jobs.quality import GateFailed
+from jobs.runtime import checksums, storage
+from jobs.runtime.config import REPO_ROOT
+from jobs.runtime.quality import GateFailed
+from jobs.stages import gold, silver
+from jobs.stages.nightly import run_nightly
 
 LAYER_STAGE = {"bronze": "ingest", "silver": "silver", "gold": "gold"}
 STAGE_ORDER = ("ingest", "silver", "gold")

@@ -20,13 +20,13 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from bench.reliability.common import Result, Suite
-from jobs import storage
 from jobs.generate_logs import run_generate
-from jobs.ingest import run_ingest
-from jobs.layout import Warehouse
-from jobs.nightly import run_nightly
-from jobs.quality import GateFailed
-from jobs.silver import run_silver
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed
+from jobs.stages.ingest import run_ingest
+from jobs.stages.nightly import run_nightly
+from jobs.stages.silver import run_silver
 from pipelines.parsing import classify_lines
 from pipelines.schemas import IMPRESSIONS
 

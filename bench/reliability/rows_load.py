@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from bench.reliability.common import Result, Suite
-from jobs import faults
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime import faults
+from jobs.runtime.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.reliability")
 

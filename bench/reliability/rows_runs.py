@@ -1,7 +1,7 @@
 """Rows that run whole nights: kill and re-run (1), repeat a date (2), corrected input (3), late and duplicate
 events (6).
 
-"The same tables" is jobs/checksums.py's warehouse_state: order-independent
+"The same tables" is jobs/runtime/checksums.py's warehouse_state: order-independent
 checksums of every Delta table, the gates' volume baselines and the run
 reports (without timings), compared with the suite's clean reference run.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from bench.reliability.common import Result, Suite, with_paths
-from jobs import checksums, storage
-from jobs.layout import Landing, Warehouse
-from jobs.nightly import run_nightly
+from jobs.runtime import checksums, storage
+from jobs.runtime.layout import Landing, Warehouse
+from jobs.stages.nightly import run_nightly
 
 log = logging.getLogger("ctr.reliability")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.reliability.common import Result, Suite
-from jobs.config import REPO_ROOT
+from jobs.runtime.config import REPO_ROOT
 
 log = logging.getLogger("ctr.reliability")
 

@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 from bench.reliability.common import SUITE_YAML, Result, Suite
-from jobs.config import REPO_ROOT, load_config
+from jobs.runtime.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.reliability")
 
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         assert factors and min(factors) >= 1
     except (ValueError, AssertionError):
         p.error(f"--load-factors {a.load_factors!r}: give whole multiples like 1,10,30")
-    from jobs.cli import setup_logging
-    from jobs.spark import get_spark
+    from jobs.runtime.cli import setup_logging
+    from jobs.runtime.spark import get_spark
 
     setup_logging("INFO")
     spark = get_spark(load_config("local", [str(SUITE_YAML)]).spark)

@@ -12,7 +12,7 @@ from typing import Any
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import faults
+from jobs.runtime import faults
 
 
 def _fs_path(spark: SparkSession, uri: str):

@@ -30,10 +30,10 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import storage
-from jobs.config import REPO_ROOT
-from jobs.layout import Warehouse
-from jobs.rollback import finish, metrics_uri, restore, table_versions
+from jobs.runtime import storage
+from jobs.runtime.config import REPO_ROOT
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.rollback import finish, metrics_uri, restore, table_versions
 from pipelines import quality as q
 from pipelines import row_checks as rc
 from pipelines.config import AppConfig

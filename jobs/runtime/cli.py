@@ -14,9 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ConfigError, load_config
-from jobs.quality import GateFailed
-from jobs.rollback import UnfinishedRun
+from jobs.runtime.config import ConfigError, load_config
+from jobs.runtime.quality import GateFailed
+from jobs.runtime.rollback import UnfinishedRun
 from pipelines.config import AppConfig
 
 EXIT_OK = 0
@@ -36,7 +36,7 @@ _MAX_PATH = 2048
 _MASTER = re.compile(r"local(\[(\*|[1-9]\d{0,3})(,[1-9]\d{0,3})?\])?|spark://[\w.-]+(:\d{1,5})?(,[\w.-]+(:\d{1,5})?)*"
                      r"|yarn|k8s://(https?://)?[\w.-]+(:\d{1,5})?/?")
 _CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.\-/]+")
-# Set by jobs/spark.py and relied on: event days are UTC days.
+# Set by jobs/runtime/spark.py and relied on: event days are UTC days.
 _PINNED_CONF = ("spark.sql.session.timeZone",)
 # Path-valued options some jobs add (train.py, score.py): validated here, with the others.
 _JOB_PATH_OPTIONS = ("table", "truth", "out")
@@ -145,7 +145,7 @@ def parse_spark_conf(items: Sequence[str], what: str = "--conf") -> dict[str, st
         if not value.isprintable():
             raise UsageError(f"{what} {item!r}: the value contains control characters")
         if key in _PINNED_CONF:
-            raise UsageError(f"{what} {item!r}: {key} is fixed by jobs/spark.py (event days are UTC days)")
+            raise UsageError(f"{what} {item!r}: {key} is fixed by jobs/runtime/spark.py (event days are UTC days)")
         out[key] = value
     return out
 

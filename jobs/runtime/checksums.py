@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from jobs import storage
+from jobs.runtime import storage
 
 RUN_SPECIFIC = {
     "_ingested_at": "when ingest ran (bronze event and dimension tables, quarantine): a re-run stamps its own time",

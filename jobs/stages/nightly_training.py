@@ -28,8 +28,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import storage
-from jobs.layout import Warehouse
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
 from pipelines.config import AppConfig
 from pipelines.schedule import not_due_reason, parse_schedule, training_due
 from pipelines.training_set import span
@@ -81,8 +81,8 @@ def run(spark: SparkSession, cfg: AppConfig, section: dict) -> dict:
     """Build the training set ending at ``section['last_day']``, train on it; the report's ``training`` section."""
     import mlflow
 
-    from jobs.train import run_train
-    from jobs.training_set import MissingHistory, run_training_set
+    from jobs.stages.train import run_train
+    from jobs.stages.training_set import MissingHistory, run_training_set
 
     started = time.monotonic()
     try:

@@ -37,7 +37,7 @@ from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
 from pipelines.schedule import parse_schedule
 from pipelines.train.features import ABLATIONS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from jobs.config import REPO_ROOT
+from jobs.runtime.config import REPO_ROOT
 from pipelines.config import SparkConfig
 
 log = logging.getLogger("ctr.spark")

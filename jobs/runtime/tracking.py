@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from jobs.config import REPO_ROOT
+from jobs.runtime.config import REPO_ROOT
 from pipelines.train import plots
 from pipelines.train.metrics import calibration_deciles
 from pipelines.train.pyfunc import CalibratedCtr

@@ -20,8 +20,8 @@ from typing import Any
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs import storage
-from jobs.layout import Warehouse
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
 from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.rollback")

@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ENV = "CTR_TEST_KILL_AT"
 WRITES_LOG_ENV = "CTR_TEST_WRITES_LOG"  # a file: every counted write is appended as "<stage>\t<n>\t<what>"

@@ -1,0 +1,180 @@
+"""Gold for one arrival date: the closed day's partial aggregates and the next day's feature snapshot.
+
+    spark-submit jobs/gold.py --date 2025-03-03 [--landing URI] [--warehouse URI]
+
+The nightly run of arrival date D closes event day E = D - label_maturity_days
+(and the conversion labels of C = D - conversion_maturity_days). This job then
+writes (each a replaceWhere of one partition, so a re-run replaces):
+  gold/entity_day       partials of event day E, one row per entity key (event_date = E)
+  gold/conversion_day   conversions of event day C per entity key, from its closed
+                        conversion labels (event_date = C; keys with none have no row)
+  gold/features         windowed history of every key as of day E + 1 (as_of_date = E + 1):
+                        the features of impressions on E + 1, from event days before it only
+  gold/priors           the Beta priors of each entity type's rates as of E + 1
+Only partials are read to assemble the windows: a night never rescans weeks of events.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import ObservedChecks, gate, observe_checks
+from jobs.runtime.rollback import begin, finish
+from pipelines.config import AppConfig
+from pipelines.features import (
+    CONVERSION_PARTIAL_COLUMNS,
+    PARTIAL_COLUMNS,
+    daily_conversions,
+    daily_partials,
+    fit_beta_priors,
+    snapshot_columns,
+    window_snapshot,
+    with_smoothed_rates,
+)
+from pipelines.training_set import one_row_per_key_and_day, with_dimensions
+
+log = logging.getLogger("ctr.gold")
+
+DIMENSION_LOOKBACK_DAYS = 7
+DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
+PARTIALS_DDL = ("entity string, key string, impressions long, measured long, viewable long, clicks long, "
+                "viewable_clicks long, clicks_after_day long, viewable_clicks_after_day long, "
+                "last_impression_ts timestamp, last_click_ts timestamp, "
+                "last_click_ts_in_day timestamp, users_sketch binary, event_date date")
+CONVERSIONS_DDL = "entity string, key string, conversions long, event_date date"
+PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
+
+
+def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> dict[str, DataFrame]:
+    """The dimension snapshots days first .. last can see, one row per key and delivery day.
+
+    Snapshots land daily, so looking back a week before ``first`` finds the one
+    in force without reading every snapshot ever delivered.
+    """
+    out = {}
+    for name, key in DIMENSION_KEYS.items():
+        uri = wh.bronze(name)
+        if storage.is_delta(spark, uri):
+            rows = storage.read_delta(spark, uri).where(
+                F.col("dt").between(F.lit(first - timedelta(days=DIMENSION_LOOKBACK_DAYS)), F.lit(last)))
+        else:  # no snapshot yet: every attribute is unknown, which the features tolerate
+            cols = {"users": "segment", "ads": "campaign_id string, category", "campaigns": "advertiser_id",
+                    "publishers": "category"}[name]
+            rows = spark.createDataFrame([], f"{key} string, {cols} string, dt date, _source_file string, "
+                                             "_line_hash long")
+        out[name] = one_row_per_key_and_day(rows, key)
+    return out
+
+
+def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
+                           landed: str | None = None) -> DataFrame:
+    """Labels of event days first .. last with their dimensions (``landed``: see with_dimensions)."""
+    labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date").between(F.lit(first),
+                                                                                              F.lit(last)))
+    dims = dimensions(spark, wh, first, last)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed)
+
+
+def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date,
+                   checked_for: date | None = None) -> ObservedChecks | None:
+    """Write event day E's partials; with ``checked_for`` (the arrival date), the gate's checks ride on the write."""
+    gold = cfg.gold
+    if not storage.is_delta(spark, wh.gold("entity_day")):
+        spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
+            wh.gold("entity_day"))
+    # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
+    events = labels_with_dimensions(spark, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
+    partials = daily_partials(events, gold.entities, gold.distinct_users_for).select(*PARTIAL_COLUMNS)
+    checks = None
+    if checked_for:
+        partials, checks = observe_checks(cfg, "gold_entity_day", partials, checked_for, event_day)
+    storage.write_partition(partials, wh.gold("entity_day"), event_day, "event_date")
+    events.unpersist()
+    return checks
+
+
+def write_conversion_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date) -> int:
+    """Write event day C's conversions per entity key from its closed conversion labels; returns the conversions."""
+    uri = wh.gold("conversion_day")
+    if not storage.is_delta(spark, uri):
+        spark.createDataFrame([], CONVERSIONS_DDL).write.format("delta").partitionBy("event_date").save(uri)
+    closed = storage.read_delta(spark, wh.silver("conversion_labels")).where(
+        F.col("event_date") == F.lit(event_day)).select("impression_id", "converted")
+    events = (labels_with_dimensions(spark, wh, event_day, event_day).drop("converted")   # the provisional flag
+              .join(closed, on="impression_id", how="inner"))
+    partials = daily_conversions(events, cfg.gold.entities).select(*CONVERSION_PARTIAL_COLUMNS).persist()
+    storage.write_partition(partials, uri, event_day, "event_date")
+    converted = closed.where("converted").count()
+    partials.unpersist()
+    return converted
+
+
+def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date,
+                   checked_for: date | None = None) -> tuple[dict[str, int], ObservedChecks | None]:
+    """Assemble the windows as of ``as_of`` from partials; returns keys per entity (and the observed checks,
+    as ``write_partials``)."""
+    gold = cfg.gold
+    conversions_uri = wh.gold("conversion_day")
+    conversions = storage.read_delta(spark, conversions_uri) if storage.is_delta(spark, conversions_uri) else None
+    raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days,
+                          cfg.clean.label_maturity_days, conversions, cfg.clean.conversion_maturity_days).persist()
+    priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
+    storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date")
+    features = with_smoothed_rates(raw, priors, gold.windows_days).select(*snapshot_columns(gold.windows_days))
+    checks = None
+    if checked_for:
+        features, checks = observe_checks(cfg, "gold_features", features, checked_for, as_of)
+    storage.write_partition(features, wh.gold("features"), as_of, "as_of_date", also_partition_by=("entity",))
+    keys = {r["entity"]: r["n"] for r in raw.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()}
+    for r in priors.where(F.col("window_days") == max(gold.windows_days)).orderBy("entity", "rate").collect():
+        log.info("  prior %-22s %-4s %2dd: mean %.4f strength %9.1f from %d keys", r["entity"], r["rate"],
+                 r["window_days"], r["mean"], r["strength"], r["keys"])
+    raw.unpersist()
+    priors.unpersist()
+    return keys, checks
+
+
+def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int = 1) -> dict:
+    """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
+    wh = Warehouse(cfg.paths.warehouse)
+    started = time.monotonic()
+    event_day = day - timedelta(days=cfg.clean.label_maturity_days)
+    as_of = event_day + timedelta(days=1)
+    conversion_day = day - timedelta(days=cfg.clean.conversion_maturity_days)
+    gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
+    partitions = {"gold_entity_day": event_day, "gold_features": as_of}
+    # The priors and conversion partials have no suite of their own (their inputs were gated in silver);
+    # a failed gate takes them back with the snapshot they belong to.
+    unvalidated = {"gold_priors": wh.gold("priors"), "gold_conversion_day": wh.gold("conversion_day")}
+    versions = begin(spark, cfg, "gold", day, {**gated, **unvalidated}, partitions)
+    # The gate's aggregate checks ride on the two writes (one pass each); it reads back only the keys.
+    checked_for = day if closed_labels else None
+    partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
+    converted = write_conversion_partials(spark, cfg, wh, conversion_day)
+    keys, snapshot_checks = write_snapshot(spark, cfg, wh, as_of, checked_for)
+    seconds = time.monotonic() - started
+    log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
+             f"{sum(keys.values()):,}", seconds)
+    out = {"partials_event_date": event_day.isoformat(), "conversions_event_date": conversion_day.isoformat(),
+           "conversions": converted, "features_as_of": as_of.isoformat(),
+           "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
+    if closed_labels:
+        # A snapshot gains a day of history every night until its longest window is full, so its
+        # row count grows by design until then: only full snapshots are compared day over day.
+        first = storage.read_delta(spark, wh.gold("entity_day")).agg(F.min("event_date")).first()[0]
+        full_from = (first or event_day) + timedelta(days=max(cfg.gold.windows_days))
+        out["quality"] = gate(spark, cfg, "gold", day, gated, versions, partitions=partitions,
+                              observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
+                              volume_since={"gold_features": full_from}, unvalidated=unvalidated)
+    else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
+        log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
+        finish(spark, cfg, "gold", day)
+    return out

@@ -1,0 +1,310 @@
+"""Silver for one arrival date: de-duplicate, filter bots, attribute clicks, close labels, report.
+
+    spark-submit jobs/silver.py --date 2025-03-02 [--landing URI] [--warehouse URI]
+
+Reads bronze of that date and the silver decisions of the lookback window
+before it; writes (each a replaceWhere of one partition, so a re-run replaces):
+silver/impressions and silver/clicks (dt = arrival date), silver/click_resolutions
+(orphans resolved by this run), silver/labels (event_date = date - label_maturity_days),
+silver/conversion_labels (event_date = date - conversion_maturity_days) and
+reports/dt=<date>/run_report.json.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import gate
+from jobs.runtime.rollback import begin
+from pipelines import silver
+from pipelines.attribution import decide_clicks, with_final_fates
+from pipelines.bots import behavioural_bot_user_days
+from pipelines.config import AppConfig
+from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions
+from pipelines.dedup import flag_duplicates
+from pipelines.labels import LABEL_COLUMNS, close_conversions, close_day
+from pipelines.parsing import likely_renames
+from pipelines.report import balance_errors, contract_counts, funnel_lines
+from pipelines.schemas import ALL_STREAMS
+from pipelines.training_set import one_row_per_key_and_day
+
+log = logging.getLogger("ctr.silver")
+
+SCHEMAS = {
+    "impressions": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+                    "publisher_id string, position int, device_type string, country string, ip_prefix string, "
+                    "ua_hash string, bot_pattern string, is_exploration boolean, viewable_pct double, "
+                    "in_view_ms int, creative_type string, is_measured boolean, is_viewable boolean, "
+                    "fate string, fate_detail string, dt date"),
+    "clicks": ("click_id string, impression_id string, event_ts timestamp, event_date date, user_id string, "
+               "dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, imp_event_ts timestamp, "
+               "delay_s double, fate string, fate_detail string, dt date"),
+    "click_resolutions": ("click_id string, impression_id string, event_ts timestamp, event_date date, "
+                          "user_id string, dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, "
+                          "imp_event_ts timestamp, delay_s double, fate string, fate_detail string, "
+                          "orphan_dt date, dt date"),
+    "labels": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+               "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
+               "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
+               "click_id string, click_ts timestamp, converted boolean, arrival_dt date, closed_on date"),
+    "conversion_labels": "impression_id string, event_date date, converted boolean, conversion_ts timestamp, "
+                         "closed_on date",
+    "conversions": ("conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, "
+                    "value double, type string, attributed_click_id string, attributed_impression_id string, "
+                    "fate string, dt date"),
+}
+PARTITION = {"labels": "event_date", "conversion_labels": "event_date"}
+
+
+def ensure_tables(spark: SparkSession, wh: Warehouse) -> None:
+    for name, ddl in SCHEMAS.items():
+        uri = wh.silver(name)
+        if not storage.is_delta(spark, uri):
+            empty = spark.createDataFrame([], ddl)
+            empty.write.format("delta").mode("append").partitionBy(PARTITION.get(name, "dt")).save(uri)
+
+
+def window(df: DataFrame, lo: date, hi: date, column: str = "dt") -> DataFrame:
+    return df.where(F.col(column).between(F.lit(lo), F.lit(hi)))
+
+
+def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
+    """The newest ads snapshot on or before ``day`` (as-of), one row per ad."""
+    uri = wh.bronze("ads")
+    if not storage.is_delta(spark, uri):
+        return spark.createDataFrame([], "ad_id string, creative_type string")
+    ads = storage.read_delta(spark, uri).where(F.col("dt") <= F.lit(day))
+    newest = ads.agg(F.max("dt")).first()[0]
+    if newest is None:
+        log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
+    return one_row_per_key_and_day(ads.where(F.col("dt") == F.lit(newest)), "ad_id").select("ad_id", "creative_type")
+
+
+def fate_counts(df: DataFrame) -> dict[str, int]:
+    return {r["fate"]: r["n"] for r in df.groupBy("fate").agg(F.count(F.lit(1)).alias("n")).collect()}
+
+
+def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[str, int] | None = None) -> dict:
+    """Decide every record that landed on ``day``, close the matured day, and return the run report."""
+    clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
+    started = time.monotonic()
+    gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
+    event_day = day - timedelta(days=clean.label_maturity_days)
+    conversion_day = day - timedelta(days=clean.conversion_maturity_days)
+    # the partitions of the labels this night closes
+    partitions = {"silver_labels": event_day, "silver_conversion_labels": conversion_day}
+    versions = begin(spark, cfg, "silver", day, gated, partitions=partitions, report=True)
+    ensure_tables(spark, wh)
+    lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
+    prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
+             for name in ("impressions", "clicks", "click_resolutions")}
+    today = {name: storage.read_delta(spark, wh.bronze(name)).where(F.col("dt") == F.lit(day))
+             for name in ("impressions", "clicks")}
+    imp = flag_duplicates(silver.prepare(today["impressions"], clean), prior["impressions"].select("impression_id"),
+                          "impression_id").persist(StorageLevel.MEMORY_AND_DISK)
+    clk = flag_duplicates(silver.prepare(today["clicks"], clean), prior["clicks"].select("click_id"),
+                          "click_id").persist(StorageLevel.MEMORY_AND_DISK)
+    retries = (prior["clicks"].where(F.col("fate") == "orphan")
+               .join(prior["click_resolutions"].select("click_id"), on="click_id", how="left_anti")
+               .withColumn("orphan_dt", F.col("dt")))
+    sivt = judge_behavioural_bots(imp, clk, retries, prior, clean).persist(StorageLevel.MEMORY_AND_DISK)
+
+    imp_out = silver.decide_impressions(imp, sivt, latest_ads(spark, wh, day), clean)
+    storage.write_partition(imp_out, wh.silver("impressions"), day)
+    decide_click_day(spark, wh, day, clk, retries, prior, sivt, clean)
+    decide_conversions(spark, cfg, wh, day)
+
+    report = day_report(spark, wh, day, clean.label_maturity_days)
+    report["closed_day"] = close_labels(spark, cfg, wh, day)
+    report["closed_conversions"] = close_conversion_labels(spark, cfg, wh, day)
+    report["unknown_fields"] = unknown_fields(today)
+    sources = {"bronze + quarantine hold": stored_counts(spark, wh, day, report)}
+    if lines_read:
+        sources["ingest read"] = lines_read
+    errors = balance_errors(report, sources)
+    report["balanced"] = not errors
+    report["balance_errors"] = errors
+    spark.catalog.clearCache()
+    if errors:
+        log.error("run report does not balance: %s", "; ".join(errors))
+    report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report, partitions=partitions)}
+    log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
+    for line in funnel_lines(report):
+        log.info("  %s", line)
+    return report
+
+
+def judge_behavioural_bots(imp: DataFrame, clk: DataFrame, retries: DataFrame, prior: dict[str, DataFrame],
+                           clean) -> DataFrame:
+    """Behavioural-bot user-days among those this run judges, counted over everything known so far."""
+    todays = silver.user_days(imp, clk, retries)
+    known_imp = prior["impressions"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        imp.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    known_clk = prior["clicks"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
+        clk.where(~F.col("is_duplicate")).select("user_id", "event_date"))
+    return behavioural_bot_user_days(known_imp.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     known_clk.join(todays, ["user_id", "event_date"], "left_semi"),
+                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+
+
+def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFrame, retries: DataFrame,
+                     prior: dict[str, DataFrame], sivt: DataFrame, clean) -> None:
+    """Write silver/clicks (today's clicks) and silver/click_resolutions (earlier orphans resolved today)."""
+    lo = day - timedelta(days=clean.lookback_days)
+    # Impressions decided up to and including today (today's were just written).
+    decided_imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
+        F.col("fate") != "duplicate").select("impression_id", F.col("event_ts").alias("imp_event_ts"),
+                                              F.col("fate").alias("imp_fate"))
+    malformed_ids = (window(storage.read_delta(spark, wh.quarantine), lo, day)
+                     .where((F.col("stream") == "impressions") & F.col("record_id").isNotNull())
+                     .select(F.col("record_id").alias("impression_id"))
+                     .join(decided_imp.select("impression_id"), "impression_id", "left_anti"))
+    already = with_final_fates(prior["clicks"], prior["click_resolutions"]).where(
+        F.col("fate") == "attributed").select("impression_id")
+    new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
+    decided = decide_clicks(_pending(new, retries, day), decided_imp, malformed_ids, sivt, already,
+                            clean.attribution_window_s, clean.min_dwell_ms).persist(StorageLevel.MEMORY_AND_DISK)
+    dups = clk.where(F.col("is_duplicate")).select(
+        *[F.col(c) if c in clk.columns else F.lit(None).alias(c) for c in silver.CLICK_COLUMNS
+          if c not in ("fate", "fate_detail")],
+        F.lit("duplicate").alias("fate"), F.lit("click_id delivered before").alias("fate_detail"))
+    clicks_out = decided.where(F.col("orphan_dt").isNull()).select(*silver.CLICK_COLUMNS).unionByName(
+        dups.select(*silver.CLICK_COLUMNS))
+    storage.write_partition(clicks_out, wh.silver("clicks"), day)
+    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan"))
+    storage.write_partition(resolved.select(*silver.CLICK_COLUMNS[:-1], "orphan_dt", "dt"),
+                            wh.silver("click_resolutions"), day)
+
+
+def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
+    """Today's new clicks and the earlier orphans still waiting for their impression."""
+    cols = ["click_id", "impression_id", "event_ts", "event_date", "user_id", "dwell_ms", "ip_prefix", "ua_hash",
+            "bot_pattern", "orphan_dt"]
+    return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
+
+
+def stored_counts(spark: SparkSession, wh: Warehouse, day: date, report: dict) -> dict[str, int]:
+    """Rows of ``day`` in bronze plus quarantine, per stream: what the report must account for.
+
+    Bronze is counted directly, independently of the silver decisions the
+    report's outcomes come from; the quarantine count is the report's own.
+    """
+    return {stream: storage.read_delta(spark, wh.bronze(stream)).where(F.col("dt") == F.lit(day)).count()
+            + report[f"{stream}_malformed"] for stream in ("impressions", "clicks")}
+
+
+def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int) -> dict:
+    """The contract's counts for the records that landed on ``day``, read back from the written tables."""
+    part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))
+    imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
+    malformed = {r["stream"]: r["n"] for r in storage.read_delta(spark, wh.quarantine).where(
+        F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
+    # One pass over the day's impressions: outcomes, viewability, and valid ones
+    # whose event day had already closed when they landed (counted, in no labels).
+    closed_before = day - timedelta(days=maturity_days)
+    by_fate = {r["fate"]: r for r in imp.groupBy("fate").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.col("is_measured").cast("int")).alias("m"),
+        F.sum(F.col("is_viewable").cast("int")).alias("v"),
+        F.sum((F.col("event_date") < F.lit(closed_before)).cast("int")).alias("late")).collect()}
+    valid = by_fate.get("valid")
+    attributed = with_final_fates(clk, res).where(F.col("fate") == "attributed").select("impression_id")
+    clicked = imp.where(F.col("fate") == "valid").join(attributed, "impression_id", "left_semi").count()
+    report = {"date": day.isoformat(), **contract_counts(
+        {f: r["n"] for f, r in by_fate.items()}, fate_counts(clk), malformed,
+        (valid["m"] or 0) if valid else 0, (valid["v"] or 0) if valid else 0, clicked)}
+    report["orphans_resolved"] = fate_counts(res)
+    report["impressions_valid_after_close"] = (valid["late"] or 0) if valid else 0
+    report["conversions"] = fate_counts(part("conversions"))
+    return report
+
+
+def unknown_fields(bronze_today: dict[str, DataFrame]) -> dict[str, dict]:
+    """Per stream, the fields outside the contract in the day's bronze (records holding each) and those that
+    look like a renamed contract field, whose values would otherwise turn into silent nulls after bronze."""
+    out = {}
+    for stream, df in bronze_today.items():
+        fields = {r["field"]: r["n"] for r in df.select(F.explode(F.map_keys("extra")).alias("field"))
+                  .groupBy("field").agg(F.count(F.lit(1)).alias("n")).collect()}
+        renames = likely_renames(fields, ALL_STREAMS[stream])
+        for unknown, known in renames.items():
+            log.warning("%s: %d records carry %r, which looks like %r renamed: its values stay in bronze's extra "
+                        "and are not read as %s", stream, fields[unknown], unknown, known, known)
+        out[stream] = {"fields": dict(sorted(fields.items())), "likely_renames": renames}
+    return out
+
+
+def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> None:
+    """silver/conversions for one arrival date: duplicates, then attribution within the window."""
+    clean = cfg.clean
+    lo = day - timedelta(days=clean.lookback_days)
+    bronze_uri = wh.bronze("conversions")
+    if not storage.is_delta(spark, bronze_uri):
+        return
+    bronze = storage.read_delta(spark, bronze_uri).where(F.col("dt") == F.lit(day))
+    prior = window(storage.read_delta(spark, wh.silver("conversions")), lo, day - timedelta(days=1))
+    flagged = flag_duplicates(bronze, prior.select("conversion_id"), "conversion_id")
+    imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(F.col("fate") == "valid")
+    if clean.conversion_attribution == "click":
+        attributed = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
+                                      window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
+                                      ).where(F.col("fate") == "attributed")
+        touch = attributed.join(imp.select("impression_id", "ad_id"), on="impression_id", how="inner").select(
+            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id",
+            F.col("event_ts").alias("touch_ts"))
+    else:
+        touch = imp.where("is_viewable").select(F.col("impression_id").alias("touch_id"), "impression_id", "user_id",
+                                                "ad_id", F.col("event_ts").alias("touch_ts"))
+    decided = attribute_conversions(flagged.where(~F.col("is_duplicate")), touch, clean.conversion_attribution,
+                                    clean.conversion_window_hours)
+    dups = flagged.where(F.col("is_duplicate")).select(
+        *CONVERSION_COLUMNS[:7], F.lit(None).cast("string").alias("attributed_click_id"),
+        F.lit(None).cast("string").alias("attributed_impression_id"), F.lit("duplicate").alias("fate"), "dt")
+    storage.write_partition(decided.unionByName(dups), wh.silver("conversions"), day)
+
+
+def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
+    """Write silver/labels for the event day whose labels matured with this run."""
+    clean = cfg.clean
+    event_day = day - timedelta(days=clean.label_maturity_days)
+    lo = event_day - timedelta(days=1)
+    imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
+        F.col("event_date") == F.lit(event_day))
+    clicks = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
+                              window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day))
+    attributed = clicks.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts")
+    day_clicks = clicks.where((F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate"))
+    sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
+                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+    converted = window(storage.read_delta(spark, wh.silver("conversions")), lo, day).where(
+        F.col("fate") == "attributed").select(F.col("attributed_impression_id").alias("impression_id"))
+    labelled = close_day(imp.where(F.col("fate") == "valid"), attributed, sivt, converted).persist()
+    labels = labelled.where(~F.col("reclassified_bot")).select(*LABEL_COLUMNS, F.lit(day).alias("closed_on"))
+    storage.write_partition(labels, wh.silver("labels"), event_day, column="event_date")
+    stats = labelled.agg(F.sum((~F.col("reclassified_bot")).cast("int")).alias("n"),
+                         F.sum((F.col("clicked") & ~F.col("reclassified_bot")).cast("int")).alias("c"),
+                         F.sum(F.col("reclassified_bot").cast("int")).alias("r"),
+                         F.sum((F.col("converted") & ~F.col("reclassified_bot")).cast("int")).alias("v")).first()
+    labelled.unpersist()
+    return {"event_date": event_day.isoformat(), "impressions": stats["n"] or 0, "clicked": stats["c"] or 0,
+            "converted_so_far": stats["v"] or 0, "reclassified_bot_behavioural": stats["r"] or 0}
+
+
+def close_conversion_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
+    """Write silver/conversion_labels for the event day whose conversion window closed with this run."""
+    event_day = day - timedelta(days=cfg.clean.conversion_maturity_days)
+    labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date") == F.lit(event_day))
+    conversions = window(storage.read_delta(spark, wh.silver("conversions")), event_day - timedelta(days=1), day)
+    closed = close_conversions(labels, conversions, day).persist()
+    storage.write_partition(closed, wh.silver("conversion_labels"), event_day, column="event_date")
+    stats = closed.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("converted").cast("int")).alias("v")).first()
+    closed.unpersist()
+    log.info("silver dt=%s: conversion labels of %s closed: %d of %d impressions converted", day, event_day,
+             stats["v"] or 0, stats["n"])
+    return {"event_date": event_day.isoformat(), "impressions": stats["n"], "converted": stats["v"] or 0}

@@ -1,0 +1,192 @@
+"""Build the point-in-time training set: closed labels joined as of their day with features and dimensions.
+
+    spark-submit jobs/training_set.py [--end YYYY-MM-DD] [--warehouse URI]
+
+Covers train_days + validation_days + test_days event days ending at --end
+(default: the newest closed label day). Each impression gets the features of the
+snapshot as of its event day minus training_set.snapshot_lag_days (default 1: the
+snapshot a scorer of that day had, so jobs/score.py sees the same features). Categorical
+columns stay raw (``c_<column>``, text): the trainer fits their vocabulary on the
+train split and stores it in the model. Writes, replacing the previous set:
+  gold/training_set            Delta, partitioned by event_date (schema: pipelines/training_set.py)
+  gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta version
+The training set's Delta version is recorded there and in the commit's userMetadata.
+Each day of the new set passes the gold_training_set quality gate before the
+manifest is replaced; on a critical failure the previous set is restored and
+the job exits 3.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.runtime import storage
+from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed, gate, restore, table_versions
+from jobs.stages.gold import labels_with_dimensions, write_snapshot
+from pipelines.config import AppConfig
+from pipelines.training_set import (
+    TRAINING_SET_BASE_COLUMNS,
+    assign_splits,
+    downsample_negatives,
+    feature_names,
+    join_features,
+    raw_categories,
+    same_day_names,
+    span,
+    with_same_day_counts,
+)
+
+log = logging.getLogger("ctr.training_set")
+
+
+class MissingHistory(RuntimeError):
+    """The training set needs days that gold has not processed."""
+
+
+def newest_closed_day(spark: SparkSession, wh: Warehouse) -> date | None:
+    uri = wh.silver("labels")
+    if not storage.is_delta(spark, uri):
+        return None
+    return storage.read_delta(spark, uri).agg(F.max("event_date")).first()[0]
+
+
+def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: date, last: date) -> None:
+    """Every as-of day first .. last needs a feature snapshot; build the missing ones from partials."""
+    have = set()
+    if storage.is_delta(spark, wh.gold("priors")):
+        have = {r[0] for r in storage.read_delta(spark, wh.gold("priors")).select("as_of_date").distinct().collect()}
+    missing = [first + timedelta(days=i) for i in range((last - first).days + 1)
+               if first + timedelta(days=i) not in have]
+    if missing and not storage.is_delta(spark, wh.gold("entity_day")):
+        raise MissingHistory("no gold partials yet: run the nightly job (or jobs/gold.py) for the days first")
+    for day in missing:
+        log.info("feature snapshot as of %s is missing: building it from the partials", day)
+        write_snapshot(spark, cfg, wh, day)
+
+
+def snapshot_span(cfg: AppConfig, first: date, last: date) -> tuple[date, date]:
+    """The as-of days of the snapshots rows of event days first .. last can get (pipelines/training_set.snapshot_day:
+    ``lag`` days before the event day, or the arrival day when that is earlier - at most a day before)."""
+    lag = cfg.training_set.snapshot_lag_days
+    return first - timedelta(days=max(lag, 1)), last - timedelta(days=lag)
+
+
+def feature_columns(cfg: AppConfig) -> list[str]:
+    """The f_* columns with_features adds, in order."""
+    gold, ts = cfg.gold, cfg.training_set
+    return feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for) + same_day_names(
+        ts.same_day)
+
+
+def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: DataFrame, first: date, last: date,
+                  landed: str, keep: Column | None = None) -> DataFrame:
+    """Rows of event days first .. last plus every feature: the one implementation training and scoring share.
+
+    In: impressions with dimensions (pipelines/training_set.with_dimensions) and their
+    arrival day in ``landed``. Out: rows' columns plus feature_columns(cfg), history as of
+    snapshot_day (training_set.snapshot_lag_days), same-day counts over the impressions in
+    ``rows`` that had landed by each row's arrival day; with ``keep``, only the rows it
+    selects get the history (the others only counted). The snapshots must exist.
+    """
+    gold, ts = cfg.gold, cfg.training_set
+    # Checkpointed (not only cached): the dimension joins and ten entity joins in one
+    # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
+    counted = with_same_day_counts(rows, gold.entities, ts.same_day, landed=landed,
+                                   max_late_days=cfg.clean.lookback_days)
+    counted = (counted if keep is None else counted.where(keep)).localCheckpoint(eager=True)
+    lo, hi = snapshot_span(cfg, first, last)
+    features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
+    priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
+    small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
+                  if r["n"] <= gold.broadcast_max_keys)
+    return join_features(counted, features, priors, gold.entities, gold.windows_days, ts.stats,
+                         gold.distinct_users_for, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
+                         landed=landed)
+
+
+def with_closed_conversions(spark: SparkSession, wh: Warehouse, labels: DataFrame, first: date,
+                            last: date) -> tuple[DataFrame, date | None]:
+    """Labels with ``converted`` from the closed conversion labels only (null on a day not closed yet),
+    and the newest day of first .. last whose conversion labels closed."""
+    uri = wh.silver("conversion_labels")
+    closed = (storage.read_delta(spark, uri).where(F.col("event_date").between(F.lit(first), F.lit(last)))
+              if storage.is_delta(spark, uri) else spark.createDataFrame([], "impression_id string, "
+                                                                            "event_date date, converted boolean"))
+    newest = closed.agg(F.max("event_date")).first()[0]
+    out = labels.drop("converted").join(closed.select("impression_id", "converted"), on="impression_id", how="left")
+    return out, newest
+
+
+def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
+    wh, ts, gold = Warehouse(cfg.paths.warehouse), cfg.training_set, cfg.gold
+    started = time.monotonic()
+    newest = newest_closed_day(spark, wh)
+    if newest is None:
+        raise MissingHistory("no closed labels yet: run the nightly job for a few days first")
+    end = end or newest
+    if end > newest:
+        raise MissingHistory(f"labels are closed up to {newest}; a training set cannot end on {end}")
+    first, last = span(end, ts.train_days, ts.validation_days, ts.test_days)
+    log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
+             ts.validation_days, ts.test_days)
+    ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
+    rows, conversions_closed = with_closed_conversions(
+        spark, wh, labels_with_dimensions(spark, wh, first, last, landed="arrival_dt"), first, last)
+    rows = assign_splits(rows, last, ts.train_days, ts.validation_days, ts.test_days)
+    names = feature_columns(cfg)
+    joined = with_features(spark, cfg, wh, rows, first, last, landed="arrival_dt").localCheckpoint(eager=True)
+    labelled = (joined.withColumn("label", F.col("clicked").cast("int"))
+                .withColumn("converted", F.col("converted").cast("int")))
+    out = downsample_negatives(labelled, ts.neg_keep_rate, ts.seed).select(
+        *TRAINING_SET_BASE_COLUMNS, *names, *raw_categories(ts.categorical))
+
+    manifest = {"first_day": first.isoformat(), "last_day": last.isoformat(),
+                "splits": {"train": [first.isoformat(),
+                                     (last - timedelta(days=ts.test_days + ts.validation_days)).isoformat()],
+                           "validation": [(last - timedelta(days=ts.test_days + ts.validation_days - 1)).isoformat(),
+                                          (last - timedelta(days=ts.test_days)).isoformat()],
+                           "test": [(last - timedelta(days=ts.test_days - 1)).isoformat(), last.isoformat()]},
+                "neg_keep_rate": ts.neg_keep_rate, "label": "label", "split": "split", "group": "user_id",
+                "numeric_features": names, "categorical_features": [f"c_{c}" for c in ts.categorical],
+                "windows_days": list(gold.windows_days), "snapshot_lag_days": ts.snapshot_lag_days,
+                # `converted` is null on the days after this one: their conversion labels had not closed
+                "conversions_closed_through": conversions_closed and conversions_closed.isoformat()}
+    gated = {"gold_training_set": wh.gold("training_set")}
+    before = table_versions(spark, gated)
+    (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+     .option("userMetadata", json.dumps({"training_set": manifest}))
+     .partitionBy("event_date").save(wh.gold("training_set")))
+    # Every day of the set through the gate (one aggregation each); the first failure restores the
+    # previous set and raises, before the manifest is replaced.
+    try:
+        gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
+                 for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
+    except GateFailed:
+        raise  # the gate restored the previous set
+    except BaseException:
+        # Killed or crashed between the write and the last gate: the previous set goes back, so the
+        # published set always matches gold/training_set.json.
+        restore(spark, gated, before)
+        raise
+    versions = table_versions(spark, {"training_set": wh.gold("training_set")})
+    counts = {r["split"]: (r["n"], r["clicks"]) for r in storage.read_delta(spark, wh.gold("training_set"))
+              .groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()}
+    manifest.update({
+        "path": wh.gold("training_set"), "version": versions["training_set"],
+        "rows": {k: v[0] for k, v in sorted(counts.items())}, "clicks": {k: v[1] for k, v in sorted(counts.items())},
+        "seconds": round(time.monotonic() - started, 1),
+        "quality": {"passed": all(g["passed"] for g in gates), "seconds": round(sum(g["seconds"] for g in gates), 1),
+                    "warnings": [w for g in gates for w in g["warnings"]], "data_docs": gates[-1]["data_docs"]}})
+    storage.write_json(spark, wh.gold("training_set.json"), manifest)
+    for split in ("train", "validation", "test"):
+        n, c = counts.get(split, (0, 0))
+        log.info("  %-10s %10s rows %8s clicks (%s)", split, f"{n:,}", f"{c:,}", " .. ".join(manifest["splits"][split]))
+    log.info("training set version %s with %d features written in %.1fs: %s", manifest["version"],
+             len(names) + len(ts.categorical), manifest["seconds"], wh.gold("training_set"))
+    return manifest
