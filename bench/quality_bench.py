@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import mlflow
 
-    from jobs.generate_logs import run_generate
+    from jobs.dev.generate import run_generate
     from jobs.runtime import tracking
     from jobs.runtime.spark import get_spark
     from jobs.stages.nightly import run_nightly

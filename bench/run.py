@@ -180,7 +180,7 @@ def compare_history(spark, cfg, days: int) -> dict:
 
 def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Path | None,
                compare_only: bool = False) -> dict:
-    from jobs.generate_logs import run_generate
+    from jobs.dev.generate import run_generate
 
     gen = dataclasses.replace(base_cfg.generator, impressions_per_day=n, days=days)
     cfg = dataclasses.replace(base_cfg, generator=gen, paths=dataclasses.replace(

@@ -120,7 +120,7 @@ def next_day(spark, cfg, day: date, impressions: int, work: str | None) -> dict:
     import tempfile
     from dataclasses import replace
 
-    from jobs.generate_logs import run_generate
+    from jobs.dev.generate import run_generate
     from jobs.stages.nightly import run_nightly
     from jobs.stages.score import run_score
 

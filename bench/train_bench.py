@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_bench.py [--rows 500000] [--rounds 100] [--skip-table]
 
-On one synthetic training set (pipelines/train/synthetic.py, known truth) with
+On one synthetic training set (jobs/dev/synthetic.py, known truth) with
 the same parameters and early stopping on the same validation day:
 - xgboost.spark with train.num_workers (2) workers vs xgboost.train with 2 threads;
 - LightGBM data-parallel in a barrier stage (2 workers) vs lgb.train with 2 threads;
@@ -98,10 +98,10 @@ def main() -> int:
     parser.add_argument("--skip-table", action="store_true", help="only the distributed vs single-process timings")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from jobs.dev.synthetic import synthetic_training_set
     from jobs.runtime.spark import get_spark
     from jobs.stages.train import results_table, run_train
     from pipelines.train.features import resolve_features
-    from pipelines.train.synthetic import synthetic_training_set
 
     root = RESULTS / "train-data"
     shutil.rmtree(root, ignore_errors=True)

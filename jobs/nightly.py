@@ -7,7 +7,7 @@ bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature
 snapshot as of the day after it), and on the nights train.schedule names (or
 with --train) training: the point-in-time training set ending at the closed day,
-then the models, tracked in MLflow (jobs/stages/nightly_training.py); then, with
+then the models, tracked in MLflow (jobs/nightly_training.py); then, with
 score.nightly, the night's landed impressions scored with the champion, and
 every night the stored scores of the closed day monitored (jobs/score.py). After each stage
 its quality gate validates what it wrote and either publishes it or restores the

@@ -40,7 +40,7 @@ def clean_cfg(tiny_cfg):
 @pytest.fixture(scope="session")
 def generated(spark, tiny_cfg):
     """Generate three tiny days and run the nightly job on each; returns (cfg, expected, reports)."""
-    from jobs.generate_logs import run_generate
+    from jobs.dev.generate import run_generate
     from jobs.stages.nightly import run_nightly
 
     expected = run_generate(spark, tiny_cfg, overwrite=True)

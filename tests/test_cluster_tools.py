@@ -31,7 +31,7 @@ def test_zip_holds_every_module_of_jobs_and_pipelines_and_nothing_else(tmp_path)
     expected = {p.relative_to(ROOT).as_posix() for pkg in ("jobs", "pipelines") for p in (ROOT / pkg).rglob("*.py")
                 if "__pycache__" not in p.parts}
     assert names == expected
-    assert {"jobs/__init__.py", "pipelines/train/__init__.py", "pipelines/generator/__init__.py",
+    assert {"jobs/__init__.py", "pipelines/train/__init__.py", "jobs/dev/generator/__init__.py",
             "pipelines/train/lgbm_barrier.py"} <= names
 
 
@@ -51,9 +51,9 @@ def test_executor_imports_the_code_from_the_zip(tmp_path):
     out = tmp_path / "ctr_jobs.zip"
     build_zip.build(out)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import jobs.runtime.layout, pipelines.train.scorers, pipelines.generator.world; "
+            "import jobs.runtime.layout, pipelines.train.scorers, jobs.dev.generator.world; "
             "print(jobs.runtime.layout.__file__); print(pipelines.train.scorers.__file__); "
-            "print(pipelines.generator.world.__file__)")
+            "print(jobs.dev.generator.world.__file__)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)

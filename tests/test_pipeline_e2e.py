@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from jobs.dev.generator.anomalies import MALFORMED_KINDS
 from jobs.runtime import storage
 from jobs.runtime.layout import Landing, Warehouse
 from jobs.stages.ingest import enforce_retention
 from jobs.stages.nightly import run_nightly
-from pipelines.generator.anomalies import MALFORMED_KINDS
 from pipelines.report import CONTRACT_KEYS
 from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS
 
@@ -131,7 +131,7 @@ def landing_digest(root: Path) -> str:
 
 
 def test_generator_is_deterministic_and_follows_the_landing_layout(spark, generated, tmp_path):
-    from jobs.generate_logs import run_generate
+    from jobs.dev.generate import run_generate
 
     cfg, _, _ = generated
     second = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, landing=str(tmp_path / "landing")))

@@ -22,7 +22,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.generate_logs import run_generate
+from jobs.dev.generate import run_generate
 from jobs.runtime import checksums, faults, storage
 from jobs.runtime.config import load_config
 from jobs.runtime.layout import Warehouse

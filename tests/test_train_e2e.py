@@ -24,8 +24,8 @@ def trained(spark, tmp_path_factory):
     """Write a synthetic training set (negatives kept at 50%) and its truth, then train every family."""
     import os
 
+    from jobs.dev.synthetic import synthetic_training_set
     from jobs.stages.train import run_train
-    from pipelines.train.synthetic import synthetic_training_set
 
     root = tmp_path_factory.mktemp("train")
     frame = synthetic_training_set(ROWS, days=5, seed=3, neg_keep_rate=0.5)

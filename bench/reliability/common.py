@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.generate_logs import run_generate
+from jobs.dev.generate import run_generate
 from jobs.runtime import checksums, faults
 from jobs.runtime.config import REPO_ROOT, load_config
 from jobs.stages.nightly import run_nightly

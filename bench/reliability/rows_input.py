@@ -20,7 +20,7 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from bench.reliability.common import Result, Suite
-from jobs.generate_logs import run_generate
+from jobs.dev.generate import run_generate
 from jobs.runtime import storage
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed

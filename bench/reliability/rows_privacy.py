@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bench.reliability.common import SUITE_YAML, Result, Suite
-from jobs.generate_logs import run_generate
+from jobs.dev.generate import run_generate
 from jobs.runtime import faults, storage
 
 log = logging.getLogger("ctr.reliability")

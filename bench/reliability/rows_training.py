@@ -312,7 +312,7 @@ def registry(base: Path) -> dict:
 
 
 def training_set(suite: Suite, base: Path) -> None:
-    from pipelines.train.synthetic import synthetic_training_set
+    from jobs.dev.synthetic import synthetic_training_set
 
     frame = synthetic_training_set(ROWS, days=7, seed=suite.seed % 1000)
     (suite.spark.createDataFrame(frame.drop(columns=["p_click"])).repartition(2)

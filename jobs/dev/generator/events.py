@@ -19,9 +19,9 @@ import math
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.dev.generator.dims import AD_CATEGORIES
+from jobs.dev.generator.rng import index, normal, pick, sigmoid, uniform
 from pipelines.config import CleanConfig, GeneratorConfig
-from pipelines.generator.dims import AD_CATEGORIES
-from pipelines.generator.rng import index, normal, pick, sigmoid, uniform
 
 DIURNAL = [0.6, 0.4, 0.3, 0.25, 0.25, 0.35, 0.6, 1.0, 1.3, 1.3, 1.25, 1.3,
            1.4, 1.35, 1.3, 1.3, 1.35, 1.5, 1.7, 1.85, 1.9, 1.75, 1.4, 1.0]

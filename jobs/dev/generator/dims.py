@@ -10,8 +10,8 @@ from datetime import timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.dev.generator.rng import index, normal, pick, uniform
 from pipelines.config import GeneratorConfig
-from pipelines.generator.rng import index, normal, pick, uniform
 
 SEGMENTS = ["sports_fans", "tech_enthusiasts", "travelers", "parents", "gamers", "shoppers",
             "finance_savvy", "foodies"]

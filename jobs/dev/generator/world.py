@@ -14,8 +14,8 @@ from math import ceil
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.dev.generator import anomalies, delivery, dims, events
 from pipelines.config import CleanConfig, GeneratorConfig
-from pipelines.generator import anomalies, delivery, dims, events
 
 IMP_COLS = delivery.IMPRESSION_FIELDS + ["creative_type", "gen_key", "arrival_ts", "fate"]
 CLICK_COLS = delivery.CLICK_FIELDS + ["gen_key", "arrival_ts", "imp_arrival_ts", "intended_fate"]

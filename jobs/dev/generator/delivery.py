@@ -4,10 +4,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.dev.generator.anomalies import MALFORMED_KINDS
+from jobs.dev.generator.events import add_seconds
+from jobs.dev.generator.rng import pick, uniform
 from pipelines.config import CleanConfig, GeneratorConfig
-from pipelines.generator.anomalies import MALFORMED_KINDS
-from pipelines.generator.events import add_seconds
-from pipelines.generator.rng import pick, uniform
 
 IMPRESSION_FIELDS = ["impression_id", "event_ts", "user_id", "ad_id", "publisher_id", "position", "device_type",
                      "country", "user_agent", "ip", "viewable_pct", "in_view_ms", "is_exploration", "sdk_version"]

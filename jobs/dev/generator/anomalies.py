@@ -9,10 +9,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.dev.generator.dims import BOT_USER_AGENTS, USER_AGENTS
+from jobs.dev.generator.events import add_seconds, latency_seconds
+from jobs.dev.generator.rng import index, pick, uniform
 from pipelines.config import CleanConfig, GeneratorConfig
-from pipelines.generator.dims import BOT_USER_AGENTS, USER_AGENTS
-from pipelines.generator.events import add_seconds, latency_seconds
-from pipelines.generator.rng import index, pick, uniform
 
 MALFORMED_KINDS = {
     # kind: reason the pipeline must give
