@@ -16,7 +16,6 @@ Only partials are read to assemble the windows: a night never rescans weeks of e
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 from pyspark.sql import functions as F
 
@@ -26,6 +25,7 @@ from jobs.runtime.layout import Warehouse
 from jobs.runtime.spark import get_spark
 from jobs.stages.gold import run_gold
 from pipelines.config import AppConfig
+from pipelines.labels import click_day_closed_by
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(args, cfg: AppConfig) -> int:
         spark = get_spark(cfg.spark, args.master)
         labels = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).silver("labels")).where(
-            F.col("event_date") == F.lit(args.date - timedelta(days=cfg.clean.label_maturity_days))).count()
+            F.col("event_date") == F.lit(click_day_closed_by(args.date, cfg.clean))).count()
         run_gold(spark, cfg, args.date, labels)
         return 0
 

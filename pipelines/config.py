@@ -74,6 +74,8 @@ class GoldConfig:
     prior: PriorConfig
     # a feature snapshot with at most this many keys is broadcast to the impressions it is joined to
     broadcast_max_keys: int
+    # how many days before a range its dimension snapshots are searched for the one in force
+    dimension_lookback_days: int
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,12 @@ and gold's conversion features read only that.
 """
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from pipelines.config import CleanConfig
 
 LABEL_COLUMNS = ["impression_id", "event_ts", "event_date", "user_id", "ad_id", "publisher_id", "position",
                  "device_type", "country", "is_exploration", "creative_type", "in_view_ms", "is_measured",
@@ -25,6 +29,16 @@ LABEL_COLUMNS = ["impression_id", "event_ts", "event_date", "user_id", "ad_id", 
 
 
 CONVERSION_LABEL_COLUMNS = ["impression_id", "event_date", "converted", "conversion_ts", "closed_on"]
+
+
+def click_day_closed_by(night: date, clean: CleanConfig) -> date:
+    """The event day whose click labels the night of arrival date ``night`` closes."""
+    return night - timedelta(days=clean.label_maturity_days)
+
+
+def conversion_day_closed_by(night: date, clean: CleanConfig) -> date:
+    """The event day whose conversion labels the night of arrival date ``night`` closes."""
+    return night - timedelta(days=clean.conversion_maturity_days)
 
 
 def close_conversions(labels: DataFrame, conversions: DataFrame, closed_on) -> DataFrame:

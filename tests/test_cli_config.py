@@ -55,6 +55,7 @@ def test_good_arguments_reach_the_job(capsys):
 @pytest.mark.parametrize("yaml_text, message", [
     ("clean:\n  min_dwel_ms: 5\n", "unknown setting clean.min_dwel_ms (did you mean 'min_dwell_ms'?)"),
     ("clean:\n  min_dwell_ms: fast\n", "clean.min_dwell_ms must be a whole number"),
+    ("gold:\n  dimension_lookback_days: 0\n", "gold.dimension_lookback_days must be between 1 and 366"),
     ("clean:\n  attribution_window_s: 0\n", "clean.attribution_window_s must be at least 1"),
     ("clean:\n  conversion_attribution: last_touch\n", "conversion_attribution must be"),
     ("clean:\n  conversion_maturity_days: 3\n", "clean.conversion_maturity_days (3) must be between 4 "

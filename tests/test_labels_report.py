@@ -89,3 +89,13 @@ def test_lines_lost_between_ingest_and_decisions_are_caught():
     counts = contract_counts({"valid": 10}, {}, {}, 0, 0, 0)
     assert balance_errors(counts, {"ingest read": {"impressions": 11}, "bronze + quarantine hold": {"impressions": 10}}
                           ) == ["ingest read 11 impressions lines but the report accounts for 10"]
+
+
+def test_which_days_a_night_closes(clean_cfg):
+    from dataclasses import replace
+
+    from pipelines.labels import click_day_closed_by, conversion_day_closed_by
+
+    clean = replace(clean_cfg, label_maturity_days=1, conversion_maturity_days=4)
+    assert click_day_closed_by(date(2025, 3, 5), clean) == date(2025, 3, 4)
+    assert conversion_day_closed_by(date(2025, 3, 5), clean) == date(2025, 3, 1)

@@ -283,6 +283,7 @@ def _validate_gold(cfg: AppConfig) -> None:
     _require(0 < p.fallback_strength <= p.max_strength, "gold.prior.fallback_strength must be > 0 and at most "
                                                         "gold.prior.max_strength")
     _require(gold.broadcast_max_keys >= 0, "gold.broadcast_max_keys must be >= 0")
+    _require(1 <= gold.dimension_lookback_days <= 366, "gold.dimension_lookback_days must be between 1 and 366")
     _require(ts.train_days >= 1 and ts.validation_days >= 1 and ts.test_days >= 1,
              "training_set.train_days, validation_days and test_days must each be at least 1")
     _require(0 < ts.neg_keep_rate <= 1, f"training_set.neg_keep_rate must be in (0, 1], got {ts.neg_keep_rate}")

@@ -38,11 +38,11 @@ from pipelines.features import (
     window_snapshot,
     with_smoothed_rates,
 )
+from pipelines.labels import click_day_closed_by, conversion_day_closed_by
 from pipelines.training_set import one_row_per_key_and_day, with_dimensions
 
 log = logging.getLogger("ctr.gold")
 
-DIMENSION_LOOKBACK_DAYS = 7
 DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
 PARTIALS_DDL = ("entity string, key string, impressions long, measured long, viewable long, clicks long, "
                 "viewable_clicks long, clicks_after_day long, viewable_clicks_after_day long, "
@@ -52,18 +52,19 @@ CONVERSIONS_DDL = "entity string, key string, conversions long, event_date date"
 PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
 
 
-def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> dict[str, DataFrame]:
+def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
+               lookback_days: int) -> dict[str, DataFrame]:
     """The dimension snapshots days first .. last can see, one row per key and delivery day.
 
-    Snapshots land daily, so looking back a week before ``first`` finds the one
-    in force without reading every snapshot ever delivered.
+    Snapshots land daily, so looking back ``lookback_days`` (gold.dimension_lookback_days) before
+    ``first`` finds the one in force without reading every snapshot ever delivered.
     """
     out = {}
     for name, key in DIMENSION_KEYS.items():
         uri = wh.bronze(name)
         if storage.is_delta(spark, uri):
             rows = storage.read_delta(spark, uri).where(
-                F.col("dt").between(F.lit(first - timedelta(days=DIMENSION_LOOKBACK_DAYS)), F.lit(last)))
+                F.col("dt").between(F.lit(first - timedelta(days=lookback_days)), F.lit(last)))
         else:  # no snapshot yet: every attribute is unknown, which the features tolerate
             cols = {"users": "segment", "ads": "campaign_id string, category", "campaigns": "advertiser_id",
                     "publishers": "category"}[name]
@@ -73,12 +74,12 @@ def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date) -> d
     return out
 
 
-def labels_with_dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
+def labels_with_dimensions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: date, last: date,
                            landed: str | None = None) -> DataFrame:
     """Labels of event days first .. last with their dimensions (``landed``: see with_dimensions)."""
     labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date").between(F.lit(first),
                                                                                               F.lit(last)))
-    dims = dimensions(spark, wh, first, last)
+    dims = dimensions(spark, wh, first, last, cfg.gold.dimension_lookback_days)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed)
 
@@ -91,7 +92,7 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
         spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
             wh.gold("entity_day"))
     # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
-    events = labels_with_dimensions(spark, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
+    events = labels_with_dimensions(spark, cfg, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
     partials = daily_partials(events, gold.entities, gold.distinct_users_for).select(*PARTIAL_COLUMNS)
     checks = None
     if checked_for:
@@ -108,7 +109,7 @@ def write_conversion_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse
         spark.createDataFrame([], CONVERSIONS_DDL).write.format("delta").partitionBy("event_date").save(uri)
     closed = storage.read_delta(spark, wh.silver("conversion_labels")).where(
         F.col("event_date") == F.lit(event_day)).select("impression_id", "converted")
-    events = (labels_with_dimensions(spark, wh, event_day, event_day).drop("converted")   # the provisional flag
+    events = (labels_with_dimensions(spark, cfg, wh, event_day, event_day).drop("converted")   # the provisional flag
               .join(closed, on="impression_id", how="inner"))
     partials = daily_conversions(events, cfg.gold.entities).select(*CONVERSION_PARTIAL_COLUMNS).persist()
     storage.write_partition(partials, uri, event_day, "event_date")
@@ -146,9 +147,9 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
     wh = Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
-    event_day = day - timedelta(days=cfg.clean.label_maturity_days)
+    event_day = click_day_closed_by(day, cfg.clean)
     as_of = event_day + timedelta(days=1)
-    conversion_day = day - timedelta(days=cfg.clean.conversion_maturity_days)
+    conversion_day = conversion_day_closed_by(day, cfg.clean)
     gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
     partitions = {"gold_entity_day": event_day, "gold_features": as_of}
     # The priors and conversion partials have no suite of their own (their inputs were gated in silver);

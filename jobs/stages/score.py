@@ -111,7 +111,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
         log.warning("no feature snapshot as of %s: late impressions of those days are scored without history",
                     ", ".join(map(str, older)))
     population = valid.where(F.col("event_date").between(F.lit(first), F.lit(last)))
-    dims = dimensions(spark, wh, first - timedelta(days=1), last)
+    dims = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
                            landed="dt")

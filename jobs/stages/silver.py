@@ -26,10 +26,16 @@ from jobs.runtime.rollback import begin
 from pipelines import silver
 from pipelines.attribution import decide_clicks, with_final_fates
 from pipelines.bots import behavioural_bot_user_days
-from pipelines.config import AppConfig
+from pipelines.config import AppConfig, CleanConfig
 from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions
 from pipelines.dedup import flag_duplicates
-from pipelines.labels import LABEL_COLUMNS, close_conversions, close_day
+from pipelines.labels import (
+    LABEL_COLUMNS,
+    click_day_closed_by,
+    close_conversions,
+    close_day,
+    conversion_day_closed_by,
+)
 from pipelines.parsing import likely_renames
 from pipelines.report import balance_errors, contract_counts, funnel_lines
 from pipelines.schemas import ALL_STREAMS
@@ -96,8 +102,8 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
     gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
-    event_day = day - timedelta(days=clean.label_maturity_days)
-    conversion_day = day - timedelta(days=clean.conversion_maturity_days)
+    event_day = click_day_closed_by(day, clean)
+    conversion_day = conversion_day_closed_by(day, clean)
     # the partitions of the labels this night closes
     partitions = {"silver_labels": event_day, "silver_conversion_labels": conversion_day}
     versions = begin(spark, cfg, "silver", day, gated, partitions=partitions, report=True)
@@ -121,7 +127,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     decide_click_day(spark, wh, day, clk, retries, prior, sivt, clean)
     decide_conversions(spark, cfg, wh, day)
 
-    report = day_report(spark, wh, day, clean.label_maturity_days)
+    report = day_report(spark, wh, day, clean)
     report["closed_day"] = close_labels(spark, cfg, wh, day)
     report["closed_conversions"] = close_conversion_labels(spark, cfg, wh, day)
     report["unknown_fields"] = unknown_fields(today)
@@ -200,7 +206,7 @@ def stored_counts(spark: SparkSession, wh: Warehouse, day: date, report: dict) -
             + report[f"{stream}_malformed"] for stream in ("impressions", "clicks")}
 
 
-def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int) -> dict:
+def day_report(spark: SparkSession, wh: Warehouse, day: date, clean: CleanConfig) -> dict:
     """The contract's counts for the records that landed on ``day``, read back from the written tables."""
     part = lambda name: storage.read_delta(spark, wh.silver(name)).where(F.col("dt") == F.lit(day))
     imp, clk, res = part("impressions"), part("clicks"), part("click_resolutions")
@@ -208,7 +214,7 @@ def day_report(spark: SparkSession, wh: Warehouse, day: date, maturity_days: int
         F.col("dt") == F.lit(day)).groupBy("stream").agg(F.count(F.lit(1)).alias("n")).collect()}
     # One pass over the day's impressions: outcomes, viewability, and valid ones
     # whose event day had already closed when they landed (counted, in no labels).
-    closed_before = day - timedelta(days=maturity_days)
+    closed_before = click_day_closed_by(day, clean)
     by_fate = {r["fate"]: r for r in imp.groupBy("fate").agg(
         F.count(F.lit(1)).alias("n"), F.sum(F.col("is_measured").cast("int")).alias("m"),
         F.sum(F.col("is_viewable").cast("int")).alias("v"),
@@ -272,7 +278,7 @@ def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: 
 def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
     """Write silver/labels for the event day whose labels matured with this run."""
     clean = cfg.clean
-    event_day = day - timedelta(days=clean.label_maturity_days)
+    event_day = click_day_closed_by(day, clean)
     lo = event_day - timedelta(days=1)
     imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(
         F.col("event_date") == F.lit(event_day))
@@ -298,7 +304,7 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
 
 def close_conversion_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
     """Write silver/conversion_labels for the event day whose conversion window closed with this run."""
-    event_day = day - timedelta(days=cfg.clean.conversion_maturity_days)
+    event_day = conversion_day_closed_by(day, cfg.clean)
     labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date") == F.lit(event_day))
     conversions = window(storage.read_delta(spark, wh.silver("conversions")), event_day - timedelta(days=1), day)
     closed = close_conversions(labels, conversions, day).persist()

@@ -137,7 +137,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
              ts.validation_days, ts.test_days)
     ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
     rows, conversions_closed = with_closed_conversions(
-        spark, wh, labels_with_dimensions(spark, wh, first, last, landed="arrival_dt"), first, last)
+        spark, wh, labels_with_dimensions(spark, cfg, wh, first, last, landed="arrival_dt"), first, last)
     rows = assign_splits(rows, last, ts.train_days, ts.validation_days, ts.test_days)
     names = feature_columns(cfg)
     joined = with_features(spark, cfg, wh, rows, first, last, landed="arrival_dt").localCheckpoint(eager=True)

@@ -5,7 +5,7 @@ import math
 
 
 def decide_promotion(new: dict[str, float], champion: dict[str, float] | None,
-                     tolerance: float = 0.02, first_tolerance: float = 0.10) -> tuple[bool, str]:
+                     tolerance: float, first_tolerance: float) -> tuple[bool, str]:
     """(promote?, why). Both metric dicts must come from the same test days.
 
     A new model replaces a champion only if its overall calibration (predicted over
