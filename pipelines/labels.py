@@ -22,13 +22,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import CleanConfig
+from pipelines.schemas import columns
 
-LABEL_COLUMNS = ["impression_id", "event_ts", "event_date", "user_id", "ad_id", "publisher_id", "position",
-                 "device_type", "country", "is_exploration", "creative_type", "in_view_ms", "is_measured",
-                 "is_viewable", "clicked", "click_id", "click_ts", "converted", "arrival_dt"]
-
-
-CONVERSION_LABEL_COLUMNS = ["impression_id", "event_date", "converted", "conversion_ts", "closed_on"]
+# silver/labels without closed_on (the night writes it); the columns are pipelines/schemas.py's
+LABEL_COLUMNS = [c for c in columns("silver/labels") if c != "closed_on"]
+CONVERSION_LABEL_COLUMNS = columns("silver/conversion_labels")
 
 
 def click_day_closed_by(night: date, clean: CleanConfig) -> date:

@@ -103,3 +103,66 @@ PUBLISHERS = StreamSpec("publishers", (
 EVENT_STREAMS = (IMPRESSIONS, CLICKS, CONVERSIONS)
 DIM_STREAMS = (USERS, ADS, CAMPAIGNS, PUBLISHERS)
 ALL_STREAMS = {s.name: s for s in EVENT_STREAMS + DIM_STREAMS}
+
+
+# The tables this pipeline writes with a fixed schema: path under the warehouse -> Spark DDL, in column
+# order. The one source: the stages create their tables from it, the transforms' outputs are checked
+# against it and expectations/*.json column lists are tested against it (tests/test_schemas.py).
+# Bronze tables are each stream's contract fields (above) followed by BRONZE_PROVENANCE.
+BRONZE_PROVENANCE = ("extra", "_source_file", "_line_hash", "_ingested_at", "hour", "dt")
+QUARANTINE_COLUMNS = ("stream", "record_id", "reason", "detail", "raw_line", "source_file", "_ingested_at", "hour",
+                      "dt")
+TABLES = {
+    "silver/impressions": (
+        "impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+        "publisher_id string, position int, device_type string, country string, ip_prefix string, "
+        "ua_hash string, bot_pattern string, is_exploration boolean, viewable_pct double, "
+        "in_view_ms int, creative_type string, is_measured boolean, is_viewable boolean, "
+        "fate string, fate_detail string, dt date"),
+    "silver/clicks": (
+        "click_id string, impression_id string, event_ts timestamp, event_date date, user_id string, "
+        "dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, imp_event_ts timestamp, "
+        "delay_s double, fate string, fate_detail string, dt date"),
+    "silver/click_resolutions": (
+        "click_id string, impression_id string, event_ts timestamp, event_date date, "
+        "user_id string, dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, "
+        "imp_event_ts timestamp, delay_s double, fate string, fate_detail string, "
+        "orphan_dt date, dt date"),
+    "silver/labels": (
+        "impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
+        "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
+        "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
+        "click_id string, click_ts timestamp, converted boolean, arrival_dt date, closed_on date"),
+    "silver/conversion_labels": (
+        "impression_id string, event_date date, converted boolean, conversion_ts timestamp, closed_on date"),
+    "silver/conversions": (
+        "conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, "
+        "value double, type string, attributed_click_id string, attributed_impression_id string, "
+        "fate string, dt date"),
+    "gold/entity_day": (
+        "entity string, key string, impressions long, measured long, viewable long, clicks long, "
+        "viewable_clicks long, clicks_after_day long, viewable_clicks_after_day long, "
+        "last_impression_ts timestamp, last_click_ts timestamp, "
+        "last_click_ts_in_day timestamp, users_sketch binary, event_date date"),
+    "gold/conversion_day": "entity string, key string, conversions long, event_date date",
+    "gold/score_monitoring": (
+        "event_date date, rows long, unlabelled long, coverage double, clicks long, "
+        "predicted_clicks double, log_loss double, ne double, calibration double, auc double, "
+        "deciles string, model_name string, model_version string, reference_ne double, warnings string, "
+        "evaluated_on date"),
+}
+
+
+def ddl(table: str) -> str:
+    """The Spark DDL of a table of TABLES (``silver/labels``)."""
+    return TABLES[table]
+
+
+def columns(table: str) -> list[str]:
+    """The column names of a table of TABLES, in order."""
+    return [part.strip().split(" ")[0] for part in TABLES[table].split(",")]
+
+
+def bronze_columns(stream: str) -> list[str]:
+    """The columns of bronze/<stream>: its contract fields, then BRONZE_PROVENANCE."""
+    return [*ALL_STREAMS[stream].names, *BRONZE_PROVENANCE]

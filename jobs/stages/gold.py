@@ -39,16 +39,14 @@ from pipelines.features import (
     with_smoothed_rates,
 )
 from pipelines.labels import click_day_closed_by, conversion_day_closed_by
+from pipelines.schemas import ddl
 from pipelines.training_set import one_row_per_key_and_day, with_dimensions
 
 log = logging.getLogger("ctr.gold")
 
 DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
-PARTIALS_DDL = ("entity string, key string, impressions long, measured long, viewable long, clicks long, "
-                "viewable_clicks long, clicks_after_day long, viewable_clicks_after_day long, "
-                "last_impression_ts timestamp, last_click_ts timestamp, "
-                "last_click_ts_in_day timestamp, users_sketch binary, event_date date")
-CONVERSIONS_DDL = "entity string, key string, conversions long, event_date date"
+PARTIALS_DDL = ddl("gold/entity_day")
+CONVERSIONS_DDL = ddl("gold/conversion_day")
 PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
 
 

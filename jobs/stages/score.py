@@ -35,6 +35,7 @@ from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.rollback import table_versions
 from pipelines.config import AppConfig
+from pipelines.schemas import ddl
 from pipelines.train.scorers import score
 from pipelines.training_set import raw_categories, snapshot_day, with_dimensions
 
@@ -170,10 +171,7 @@ def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None 
             "family": model.family, "features_version": features_version, "seconds": seconds}
 
 
-MONITORING_DDL = ("event_date date, rows long, unlabelled long, coverage double, clicks long, "
-                  "predicted_clicks double, log_loss double, ne double, calibration double, auc double, "
-                  "deciles string, model_name string, model_version string, reference_ne double, warnings string, "
-                  "evaluated_on date")
+MONITORING_DDL = ddl("gold/score_monitoring")
 
 
 def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_on: date) -> dict | None:

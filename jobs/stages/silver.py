@@ -38,42 +38,21 @@ from pipelines.labels import (
 )
 from pipelines.parsing import likely_renames
 from pipelines.report import balance_errors, contract_counts, funnel_lines
-from pipelines.schemas import ALL_STREAMS
+from pipelines.schemas import ALL_STREAMS, ddl
 from pipelines.training_set import one_row_per_key_and_day
 
 log = logging.getLogger("ctr.silver")
 
-SCHEMAS = {
-    "impressions": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
-                    "publisher_id string, position int, device_type string, country string, ip_prefix string, "
-                    "ua_hash string, bot_pattern string, is_exploration boolean, viewable_pct double, "
-                    "in_view_ms int, creative_type string, is_measured boolean, is_viewable boolean, "
-                    "fate string, fate_detail string, dt date"),
-    "clicks": ("click_id string, impression_id string, event_ts timestamp, event_date date, user_id string, "
-               "dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, imp_event_ts timestamp, "
-               "delay_s double, fate string, fate_detail string, dt date"),
-    "click_resolutions": ("click_id string, impression_id string, event_ts timestamp, event_date date, "
-                          "user_id string, dwell_ms int, ip_prefix string, ua_hash string, bot_pattern string, "
-                          "imp_event_ts timestamp, delay_s double, fate string, fate_detail string, "
-                          "orphan_dt date, dt date"),
-    "labels": ("impression_id string, event_ts timestamp, event_date date, user_id string, ad_id string, "
-               "publisher_id string, position int, device_type string, country string, is_exploration boolean, "
-               "creative_type string, in_view_ms int, is_measured boolean, is_viewable boolean, clicked boolean, "
-               "click_id string, click_ts timestamp, converted boolean, arrival_dt date, closed_on date"),
-    "conversion_labels": "impression_id string, event_date date, converted boolean, conversion_ts timestamp, "
-                         "closed_on date",
-    "conversions": ("conversion_id string, event_ts timestamp, user_id string, ad_id string, click_id string, "
-                    "value double, type string, attributed_click_id string, attributed_impression_id string, "
-                    "fate string, dt date"),
-}
+SCHEMAS = {name: ddl(f"silver/{name}") for name in ("impressions", "clicks", "click_resolutions", "labels",
+                                                       "conversion_labels", "conversions")}
 PARTITION = {"labels": "event_date", "conversion_labels": "event_date"}
 
 
 def ensure_tables(spark: SparkSession, wh: Warehouse) -> None:
-    for name, ddl in SCHEMAS.items():
+    for name, schema in SCHEMAS.items():
         uri = wh.silver(name)
         if not storage.is_delta(spark, uri):
-            empty = spark.createDataFrame([], ddl)
+            empty = spark.createDataFrame([], schema)
             empty.write.format("delta").mode("append").partitionBy(PARTITION.get(name, "dt")).save(uri)
 
 
