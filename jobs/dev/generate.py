@@ -1,14 +1,5 @@
-"""Generate realistic ad logs into the landing layout of shared/CONTRACT.md.
-
-    spark-submit jobs/generate_logs.py --landing data/landing --overwrite \
-        [--start 2025-03-01] [--days 3] [--impressions-per-day 200000] [--seed 7]
-
-Seeded and deterministic (the same arguments give byte-identical files), built
-with Spark so it scales out. Beside the logs it writes, under <landing>/_truth/:
-manifest (Delta: every line's expected fate), ground_truth (Delta: each clean
-impression's true click probability) and expected_counts.json (the run-report
-counts each arrival date must produce).
-"""
+"""The body of `jobs/generate_logs.py` (its docstring says what it writes and how to call it): seeded,
+deterministic sample logs built with Spark, and the truth tables beside them."""
 from __future__ import annotations
 
 import dataclasses

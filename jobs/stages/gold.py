@@ -1,18 +1,7 @@
-"""Gold for one arrival date: the closed day's partial aggregates and the next day's feature snapshot.
+"""The stage behind `jobs/gold.py` (gold: the closed day's partials, the snapshot as of the next day, priors, the gold
+gate).
 
-    spark-submit jobs/gold.py --date 2025-03-03 [--landing URI] [--warehouse URI]
-
-The nightly run of arrival date D closes event day E = D - label_maturity_days
-(and the conversion labels of C = D - conversion_maturity_days). This job then
-writes (each a replaceWhere of one partition, so a re-run replaces):
-  gold/entity_day       partials of event day E, one row per entity key (event_date = E)
-  gold/conversion_day   conversions of event day C per entity key, from its closed
-                        conversion labels (event_date = C; keys with none have no row)
-  gold/features         windowed history of every key as of day E + 1 (as_of_date = E + 1):
-                        the features of impressions on E + 1, from event days before it only
-  gold/priors           the Beta priors of each entity type's rates as of E + 1
-Only partials are read to assemble the windows: a night never rescans weeks of events.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import logging

@@ -1,12 +1,7 @@
-"""Ingest one arrival date: landing JSON lines -> bronze Delta tables + quarantine.
+"""The stage behind `jobs/ingest.py` (ingest: landing files -> bronze Delta tables and the quarantine, then the ingest
+gate).
 
-    spark-submit jobs/ingest.py --date 2025-03-01 [--landing URI] [--warehouse URI]
-
-Every line of dt=<date> lands in exactly one place: its bronze table (well-formed)
-or bronze/quarantine (malformed, with the raw line, source file and a reason).
-Re-running a date replaces that date. Bronze older than the retention limit is
-deleted, then vacuumed.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import logging

@@ -1,22 +1,7 @@
-"""The nightly job: every stage built so far, for one arrival date, in order.
+"""The stage behind `jobs/nightly.py` (the nightly run: ingest, silver, gold, then training when due and scoring when
+configured; the run report and summary page).
 
-    spark-submit jobs/nightly.py --date YYYY-MM-DD --landing URI --warehouse URI
-
-Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
-bots, attribution with late data and orphan retries, viewability, closing the
-day whose labels matured), gold (that day's partial aggregates and the feature
-snapshot as of the day after it), and on the nights train.schedule names (or
-with --train) training: the point-in-time training set ending at the closed day,
-then the models, tracked in MLflow (jobs/stages/nightly_training.py); then, with
-score.nightly, the night's landed impressions scored with the champion, and
-every night the stored scores of the closed day monitored (jobs/score.py). After each stage
-its quality gate validates what it wrote and either publishes it or restores the
-tables and stops the night with exit code 3 (later stages do not run). Writes
-the run report to <warehouse>/reports/dt=<date>/run_report.json and a readable
-summary.md beside it. Re-running a date replaces that date's partitions: the
-result is the same as running it once. After a failure or a kill at any point,
-re-running the same date finishes it (README "Re-runs, kills and resuming").
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import logging

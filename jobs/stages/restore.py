@@ -1,24 +1,7 @@
-"""Undo a published night: every table back to its Delta version from before that night first ran.
+"""The stage behind `jobs/restore.py` (restore points: what every night records before it writes, and putting the
+warehouse back to one).
 
-    spark-submit jobs/restore.py --date 2025-03-03 [--warehouse URI] [--dry-run] [--including-later-nights]
-    make restore DATE=2025-03-03
-
-Before its first write, each nightly run records a restore point,
-``<warehouse>/_quality/restore_points/dt=<date>.json``: the Delta version of
-every table in the warehouse and the list of the gates' baseline files. The
-first run of a date records it; a re-run keeps it, so the point is always
-"before this date was ever processed". Restoring:
-
-- every table of the point goes back to its version (Delta RESTORE, a new commit:
-  history keeps what was undone); a table created since is removed;
-- the gates' baseline files written since are removed, and the night's run report;
-- a later night's writes would be undone too, so a warehouse with later nights
-  is refused unless ``--including-later-nights`` (their reports go as well).
-
-Then fix the cause and re-run the date (``make backfill DATE=...``). Delta can
-only restore versions whose files VACUUM has not removed yet
-(``ingest.vacuum_retain_hours``; a week by default).
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import json

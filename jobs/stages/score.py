@@ -1,25 +1,7 @@
-"""Score the impressions that landed on a day with the champion: calibrated click probabilities into Delta.
+"""The stage behind `jobs/score.py` (scoring: the impressions that landed on a day scored with the champion; monitoring
+of stored scores once labels close).
 
-    spark-submit jobs/score.py --date 2025-03-07 [--warehouse URI] [--out URI]
-    spark-submit jobs/score.py --date 2025-03-07 --table URI --out URI   (rows of a table with the champion's columns)
-
-Rows: every valid impression of silver/impressions that landed (arrived) on the
-date, labelled or not. Features: built by jobs/training_set.with_features, the
-code the training set is built with, under the same rule (README "Training/serving
-parity"): history from the gold snapshot as of the impression's event day minus
-training_set.snapshot_lag_days (1: the snapshot the night before published),
-dimensions as of the event day, same-day counts over the impressions landed by the
-date. The champion's stored vocabulary and calibration do the rest.
-
-Output train.scores_table (default gold/scores), partitioned by dt and replaced
-with replaceWhere, so a re-run replaces the day: impression_id, event_ts,
-event_date, user_id, ad_id, p_click (calibrated), model_name, model_version,
-model_alias, snapshot_date, features_version (gold/features' Delta version read),
-scored_at, dt. With --table, rows of that table whose train.date_col is the date
-are scored instead, into --out (id, group and date columns kept).
-Exit 2, nothing written: no valid impressions landed on the date, a snapshot the
-rows need is not published, no champion, or the champion needs a column the rows lack.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import json

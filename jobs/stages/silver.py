@@ -1,14 +1,7 @@
-"""Silver for one arrival date: de-duplicate, filter bots, attribute clicks, close labels, report.
+"""The stage behind `jobs/silver.py` (silver: every record that landed decided (duplicates, bots, click fates,
+conversions), labels closed, the run report's counts, the silver gate).
 
-    spark-submit jobs/silver.py --date 2025-03-02 [--landing URI] [--warehouse URI]
-
-Reads bronze of that date and the silver decisions of the lookback window
-before it; writes (each a replaceWhere of one partition, so a re-run replaces):
-silver/impressions and silver/clicks (dt = arrival date), silver/click_resolutions
-(orphans resolved by this run), silver/labels (event_date = date - label_maturity_days),
-silver/conversion_labels (event_date = date - conversion_maturity_days) and
-reports/dt=<date>/run_report.json.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import logging

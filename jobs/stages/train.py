@@ -1,16 +1,7 @@
-"""Train the configured CTR models, calibrate, evaluate on the test days, track in MLflow, gate the champion.
+"""The stage behind `jobs/train.py` (training: every model family on the training set, calibrated, evaluated, logged to
+MLflow, the champion gate).
 
-    spark-submit jobs/train.py [--table URI] [--truth URI] [--warehouse URI] [--config FILE]
-
-Reads the training-set Delta table (train.table, default <warehouse>/gold/training_set,
-or any Delta table a user brings: categorical columns may hold raw strings or integers),
-fits the category vocabularies on its train split, trains each family of train.models
-(plus the ablations: per-entity only, contextual only), logs one MLflow run per model
-with its vocabulary inside the model, registers the best model of the run and gives it
-alias ``champion`` only if the gate allows (pipelines/train/gate.py), else ``challenger``.
-Prints the results table. Nothing is registered unless every run completed; a table
-that cannot be trained on exits 2 before any run starts.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import logging

@@ -1,20 +1,7 @@
-"""Build the point-in-time training set: closed labels joined as of their day with features and dimensions.
+"""The stage behind `jobs/training_set.py` (the point-in-time training set: labels joined to the snapshots a scorer
+had, splits, one gate per day).
 
-    spark-submit jobs/training_set.py [--end YYYY-MM-DD] [--warehouse URI]
-
-Covers train_days + validation_days + test_days event days ending at --end
-(default: the newest closed label day). Each impression gets the features of the
-snapshot as of its event day minus training_set.snapshot_lag_days (default 1: the
-snapshot a scorer of that day had, so jobs/score.py sees the same features). Categorical
-columns stay raw (``c_<column>``, text): the trainer fits their vocabulary on the
-train split and stores it in the model. Writes, replacing the previous set:
-  gold/training_set            Delta, partitioned by event_date (schema: pipelines/training_set.py)
-  gold/training_set.json       what was built: days per split, features, neg_keep_rate, Delta version
-The training set's Delta version is recorded there and in the commit's userMetadata.
-Each day of the new set passes the gold_training_set quality gate before the
-manifest is replaced; on a critical failure the previous set is restored and
-the job exits 3.
-"""
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
 import json
