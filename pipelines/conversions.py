@@ -50,3 +50,31 @@ def attribute_conversions(conversions: DataFrame, touchpoints: DataFrame, mode: 
         F.when(found, "attributed").otherwise("unattributed").alias("fate"),
         "dt",
     )
+
+
+def touchpoints(mode: str, valid_impressions: DataFrame, attributed_clicks: DataFrame | None) -> DataFrame:
+    """What a conversion can be attributed to under ``mode`` (clean.conversion_attribution).
+
+    ``click``: the attributed clicks on valid impressions (touch_id = click_id, touch_ts = the click's time);
+    ``viewable_impression``: the valid viewable impressions (touch_id = impression_id).
+    In: valid impressions (impression_id, user_id, ad_id, event_ts, is_viewable); in mode ``click`` the
+    attributed clicks (click_id, impression_id, user_id, event_ts; final fates, orphans resolved).
+    Out: touch_id, impression_id, user_id, ad_id, touch_ts.
+    """
+    if mode == "click":
+        return attributed_clicks.join(valid_impressions.select("impression_id", "ad_id"), on="impression_id",
+                                      how="inner").select(
+            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id",
+            F.col("event_ts").alias("touch_ts"))
+    return valid_impressions.where("is_viewable").select(F.col("impression_id").alias("touch_id"), "impression_id",
+                                                         "user_id", "ad_id", F.col("event_ts").alias("touch_ts"))
+
+
+def conversion_fates(flagged: DataFrame, touch: DataFrame, mode: str, window_hours: int) -> DataFrame:
+    """Every landed conversion with its fate: duplicates (``is_duplicate``, pipelines/dedup.py) as such, the
+    others attributed or not (attribute_conversions). Out: CONVERSION_COLUMNS, one row per flagged row."""
+    decided = attribute_conversions(flagged.where(~F.col("is_duplicate")), touch, mode, window_hours)
+    dups = flagged.where(F.col("is_duplicate")).select(
+        *CONVERSION_COLUMNS[:7], F.lit(None).cast("string").alias("attributed_click_id"),
+        F.lit(None).cast("string").alias("attributed_impression_id"), F.lit("duplicate").alias("fate"), "dt")
+    return decided.unionByName(dups)

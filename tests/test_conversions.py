@@ -44,3 +44,34 @@ def test_viewable_impression_mode(spark):
     touches = [("i1", "i1", "u1", "a1", T0), ("i2", "i2", "u1", "a1", T0 + timedelta(hours=1))]
     got = fates(spark, [conv("v", 2, click="ignored-in-this-mode")], touches, mode="viewable_impression")
     assert got == {"v": ("attributed", None, "i2")}
+
+
+def test_touchpoints_per_mode(spark):
+    from pyspark.testing import assertDataFrameEqual
+
+    from pipelines.conversions import touchpoints
+
+    imps = spark.createDataFrame([("i1", "u1", "a1", T0, True), ("i2", "u1", "a2", T0, False)],
+                                 "impression_id string, user_id string, ad_id string, event_ts timestamp, "
+                                 "is_viewable boolean")
+    clicks = spark.createDataFrame([("c2", "i2", "u1", T0 + timedelta(minutes=1)),
+                                    ("c9", "gone", "u1", T0)],   # its impression is not valid: no touchpoint
+                                   "click_id string, impression_id string, user_id string, event_ts timestamp")
+    schema = "touch_id string, impression_id string, user_id string, ad_id string, touch_ts timestamp"
+    assertDataFrameEqual(touchpoints("click", imps, clicks),
+                         spark.createDataFrame([("c2", "i2", "u1", "a2", T0 + timedelta(minutes=1))], schema))
+    assertDataFrameEqual(touchpoints("viewable_impression", imps, None),
+                         spark.createDataFrame([("i1", "i1", "u1", "a1", T0)], schema))
+
+
+def test_conversion_fates_keep_every_row_duplicates_as_such(spark):
+    from pyspark.sql import functions as F
+
+    from pipelines.conversions import conversion_fates
+
+    flagged = spark.createDataFrame([conv("v1", 1, "c1"), conv("v1", 2, "c1")], CONV).withColumn(
+        "is_duplicate", F.col("event_ts") > F.lit(T0 + timedelta(hours=1, minutes=30)))
+    touches = spark.createDataFrame([("c1", "i1", "u1", "a1", T0)], TOUCH)
+    got = sorted((r["conversion_id"], r["fate"], r["attributed_click_id"])
+                 for r in conversion_fates(flagged, touches, "click", 72).collect())
+    assert got == [("v1", "attributed", "c1"), ("v1", "duplicate", None)]

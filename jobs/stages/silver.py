@@ -20,7 +20,7 @@ from pipelines import silver
 from pipelines.attribution import decide_clicks, with_final_fates
 from pipelines.bots import behavioural_bot_user_days
 from pipelines.config import AppConfig, CleanConfig
-from pipelines.conversions import CONVERSION_COLUMNS, attribute_conversions
+from pipelines.conversions import conversion_fates, touchpoints
 from pipelines.dedup import flag_duplicates
 from pipelines.labels import (
     LABEL_COLUMNS,
@@ -229,22 +229,14 @@ def decide_conversions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: 
     prior = window(storage.read_delta(spark, wh.silver("conversions")), lo, day - timedelta(days=1))
     flagged = flag_duplicates(bronze, prior.select("conversion_id"), "conversion_id")
     imp = window(storage.read_delta(spark, wh.silver("impressions")), lo, day).where(F.col("fate") == "valid")
+    clicks = None
     if clean.conversion_attribution == "click":
-        attributed = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
-                                      window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
-                                      ).where(F.col("fate") == "attributed")
-        touch = attributed.join(imp.select("impression_id", "ad_id"), on="impression_id", how="inner").select(
-            F.col("click_id").alias("touch_id"), "impression_id", "user_id", "ad_id",
-            F.col("event_ts").alias("touch_ts"))
-    else:
-        touch = imp.where("is_viewable").select(F.col("impression_id").alias("touch_id"), "impression_id", "user_id",
-                                                "ad_id", F.col("event_ts").alias("touch_ts"))
-    decided = attribute_conversions(flagged.where(~F.col("is_duplicate")), touch, clean.conversion_attribution,
-                                    clean.conversion_window_hours)
-    dups = flagged.where(F.col("is_duplicate")).select(
-        *CONVERSION_COLUMNS[:7], F.lit(None).cast("string").alias("attributed_click_id"),
-        F.lit(None).cast("string").alias("attributed_impression_id"), F.lit("duplicate").alias("fate"), "dt")
-    storage.write_partition(decided.unionByName(dups), wh.silver("conversions"), day)
+        clicks = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
+                                  window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day)
+                                  ).where(F.col("fate") == "attributed")
+    touch = touchpoints(clean.conversion_attribution, imp, clicks)
+    decided = conversion_fates(flagged, touch, clean.conversion_attribution, clean.conversion_window_hours)
+    storage.write_partition(decided, wh.silver("conversions"), day)
 
 
 def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict:
