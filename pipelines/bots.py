@@ -36,3 +36,18 @@ def behavioural_bot_user_days(impressions: DataFrame, clicks: DataFrame, max_imp
               .when(over_clicks, F.format_string("%d clicks > %d", "clicks", F.lit(max_clicks))))
     return counts.where(over_impressions | over_clicks).select(
         "user_id", "event_date", "impressions", "clicks", reason.alias("sivt_reason"))
+
+
+def counted_events(events: DataFrame, is_duplicate: Column) -> DataFrame:
+    """The events a user-day's counts include: everything that landed but duplicates (declared-bot
+    traffic counts too: a user is judged on all its traffic). Out: user_id, event_date."""
+    return events.where(~is_duplicate).select("user_id", "event_date")
+
+
+def bot_user_days_among(judged: DataFrame, impressions: DataFrame, clicks: DataFrame, max_impressions: int,
+                        max_clicks: int) -> DataFrame:
+    """behavioural_bot_user_days for the user-days in ``judged`` only (user_id, event_date), counted over the
+    given events (counted_events of everything known), so a night judges just the user-days it touched."""
+    keys = ["user_id", "event_date"]
+    return behavioural_bot_user_days(impressions.join(judged, keys, "left_semi"),
+                                     clicks.join(judged, keys, "left_semi"), max_impressions, max_clicks)

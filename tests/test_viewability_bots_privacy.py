@@ -91,3 +91,19 @@ def test_hash_key_stays_out_of_query_plans_and_config_repr(spark, clean_cfg):
     plan = df.select(keyed_hash(F.col("ua"), F.col(KEY_COLUMN)))._jdf.queryExecution().toString()
     assert "k1-secret" not in plan
     assert "k1-secret" not in repr(dataclasses.replace(clean_cfg, ua_hash_key="k1-secret"))
+
+
+def test_only_judged_user_days_are_judged_counting_all_but_duplicates(spark):
+    from pipelines.bots import bot_user_days_among, counted_events
+
+    d = date(2025, 3, 1)
+    imps = spark.createDataFrame([("u1", d, "valid")] * 2 + [("u1", d, "bot_declared"), ("u1", d, "duplicate")]
+                                 + [("u2", d, "valid")] * 4, "user_id string, event_date date, fate string")
+    counted = counted_events(imps, F.col("fate") == "duplicate")
+    judged = spark.createDataFrame([("u1", d)], "user_id string, event_date date")
+    no_clicks = spark.createDataFrame([], "user_id string, event_date date")
+    got = bot_user_days_among(judged, counted, no_clicks, max_impressions=2, max_clicks=5)
+    # u1: 3 counted (the declared bot's impression counts, the duplicate does not) > 2; u2 is over too, not judged
+    assertDataFrameEqual(got, spark.createDataFrame(
+        [("u1", d, 3, 0, "3 impressions > 2")],
+        "user_id string, event_date date, impressions long, clicks long, sivt_reason string"))

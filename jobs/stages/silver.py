@@ -18,7 +18,7 @@ from jobs.runtime.quality import gate
 from jobs.runtime.rollback import begin
 from pipelines import silver
 from pipelines.attribution import decide_clicks, with_final_fates
-from pipelines.bots import behavioural_bot_user_days
+from pipelines.bots import behavioural_bot_user_days, bot_user_days_among, counted_events
 from pipelines.config import AppConfig, CleanConfig
 from pipelines.conversions import conversion_fates, touchpoints
 from pipelines.dedup import flag_duplicates
@@ -122,14 +122,11 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
 def judge_behavioural_bots(imp: DataFrame, clk: DataFrame, retries: DataFrame, prior: dict[str, DataFrame],
                            clean) -> DataFrame:
     """Behavioural-bot user-days among those this run judges, counted over everything known so far."""
-    todays = silver.user_days(imp, clk, retries)
-    known_imp = prior["impressions"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
-        imp.where(~F.col("is_duplicate")).select("user_id", "event_date"))
-    known_clk = prior["clicks"].where(F.col("fate") != "duplicate").select("user_id", "event_date").unionByName(
-        clk.where(~F.col("is_duplicate")).select("user_id", "event_date"))
-    return behavioural_bot_user_days(known_imp.join(todays, ["user_id", "event_date"], "left_semi"),
-                                     known_clk.join(todays, ["user_id", "event_date"], "left_semi"),
-                                     clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
+    decided = F.col("fate") == "duplicate"   # earlier days' rows carry their fate, today's their flag
+    known_imp = counted_events(prior["impressions"], decided).unionByName(counted_events(imp, F.col("is_duplicate")))
+    known_clk = counted_events(prior["clicks"], decided).unionByName(counted_events(clk, F.col("is_duplicate")))
+    return bot_user_days_among(silver.user_days(imp, clk, retries), known_imp, known_clk,
+                               clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
 
 
 def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFrame, retries: DataFrame,
@@ -249,8 +246,9 @@ def close_labels(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) 
     clicks = with_final_fates(window(storage.read_delta(spark, wh.silver("clicks")), lo, day),
                               window(storage.read_delta(spark, wh.silver("click_resolutions")), lo, day))
     attributed = clicks.where(F.col("fate") == "attributed").select("impression_id", "click_id", "event_ts")
-    day_clicks = clicks.where((F.col("event_date") == F.lit(event_day)) & (F.col("fate") != "duplicate"))
-    sivt = behavioural_bot_user_days(imp.where(F.col("fate") != "duplicate"), day_clicks,
+    duplicate = F.col("fate") == "duplicate"
+    sivt = behavioural_bot_user_days(counted_events(imp, duplicate),
+                                     counted_events(clicks.where(F.col("event_date") == F.lit(event_day)), duplicate),
                                      clean.max_impressions_per_user_day, clean.max_clicks_per_user_day)
     converted = window(storage.read_delta(spark, wh.silver("conversions")), lo, day).where(
         F.col("fate") == "attributed").select(F.col("attributed_impression_id").alias("impression_id"))
