@@ -31,13 +31,12 @@ from pipelines.labels import (
 )
 from pipelines.parsing import likely_renames
 from pipelines.report import balance_errors, contract_counts, funnel_lines
-from pipelines.schemas import ALL_STREAMS, ddl
+from pipelines.schemas import ALL_STREAMS, TABLES, ddl
 from pipelines.training_set import one_row_per_key_and_day
 
 log = logging.getLogger("ctr.silver")
 
-SCHEMAS = {name: ddl(f"silver/{name}") for name in ("impressions", "clicks", "click_resolutions", "labels",
-                                                       "conversion_labels", "conversions")}
+SCHEMAS = {table.removeprefix("silver/"): ddl(table) for table in TABLES if table.startswith("silver/")}
 PARTITION = {"labels": "event_date", "conversion_labels": "event_date"}
 
 
