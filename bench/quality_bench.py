@@ -40,6 +40,7 @@ from datetime import date
 from pathlib import Path
 
 from jobs.runtime.config import REPO_ROOT, load_config
+from pipelines.train.gate import ABLATION_PREFIX
 
 log = logging.getLogger("ctr.bench.quality")
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -50,7 +51,7 @@ COLUMNS = ("model", "features", "auc", "ne", "gauc", "calibration", "worst_decil
 
 def goals(by: dict[str, dict], training_rows: int) -> list[dict]:
     """Issue 21's goals against this run's figures: name, goal, measured, met."""
-    main = {k: v for k, v in by.items() if not k.startswith("xgboost_")}
+    main = {k: v for k, v in by.items() if not k.startswith(ABLATION_PREFIX)}
     best = min(main, key=lambda k: main[k]["ne"])
     b = main[best]
     out = []

@@ -27,3 +27,9 @@ def flag_duplicates(today: DataFrame, seen_ids: DataFrame, id_col: str) -> DataF
     flagged = today.withColumn("__first", is_first_copy(id_col)).join(seen, on=id_col, how="left")
     return flagged.withColumn("is_duplicate", ~F.col("__first") | F.coalesce("__seen", F.lit(False))).drop(
         "__first", "__seen")
+
+
+def one_row_per_key_and_day(snapshots: DataFrame, key: str) -> DataFrame:
+    """A dimension snapshot that lists a key twice on one day: the same row wins on every re-run."""
+    first = Window.partitionBy(key, "dt").orderBy("_source_file", "_line_hash")
+    return snapshots.withColumn("__n", F.row_number().over(first)).where(F.col("__n") == 1).drop("__n")

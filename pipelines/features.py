@@ -120,9 +120,8 @@ def daily_conversions(events: DataFrame, entities: dict[str, tuple[str, ...]]) -
             .select(*CONVERSION_PARTIAL_COLUMNS))
 
 
-def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...],
-                    settle_days: int = 1, conversions: DataFrame | None = None,
-                    conversion_settle_days: int = 4) -> DataFrame:
+def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...], settle_days: int,
+                    conversions: DataFrame | None, conversion_settle_days: int) -> DataFrame:
     """Raw window counts of every key with events in the longest window before ``as_of``.
 
     In: PARTIAL_COLUMNS (any days; only the window's are used); ``settle_days``: how many

@@ -6,6 +6,8 @@ here (see privacy.py).
 """
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -58,6 +60,43 @@ def decide_impressions(flagged: DataFrame, bot_user_days: DataFrame, ads: DataFr
         fate.alias("fate"),
         detail.alias("fate_detail"),
     ).select(*IMPRESSION_COLUMNS)
+
+
+PENDING_COLUMNS = ["click_id", "impression_id", "event_ts", "event_date", "user_id", "dwell_ms", "ip_prefix", "ua_hash",
+                   "bot_pattern", "orphan_dt"]
+
+
+def pending_clicks(flagged: DataFrame, retries: DataFrame, day: date) -> DataFrame:
+    """The clicks a night decides: today's first copies, and earlier orphans still waiting for their impression.
+
+    In: flagged (prepared bronze clicks of ``day`` with is_duplicate); retries (earlier
+    silver orphan clicks not yet resolved, with orphan_dt, the day they were left orphan).
+    Out: PENDING_COLUMNS plus dt = ``day``; orphan_dt is null for today's clicks.
+    """
+    new = flagged.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
+    return (new.select(*PENDING_COLUMNS).unionByName(retries.select(*PENDING_COLUMNS))
+            .withColumn("dt", F.lit(day)))
+
+
+def click_day_rows(decided: DataFrame, flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(silver/clicks rows, silver/click_resolutions rows) of one night.
+
+    In: decided (pending_clicks with their fates, from attribution.decide_clicks);
+    flagged (today's prepared clicks with is_duplicate).
+    Every click that landed today is one row of silver/clicks: its fate if it was
+    decided, ``duplicate`` if its click_id was delivered before (today or on an
+    earlier day). An earlier orphan whose impression has now landed is a
+    click_resolutions row (CLICK_COLUMNS plus orphan_dt); one still orphan is not
+    written again (it stays orphan and is retried on later nights).
+    """
+    dups = flagged.where(F.col("is_duplicate")).select(
+        *[F.col(c) if c in flagged.columns else F.lit(None).alias(c) for c in CLICK_COLUMNS
+          if c not in ("fate", "fate_detail")],
+        F.lit("duplicate").alias("fate"), F.lit("click_id delivered before").alias("fate_detail"))
+    clicks = decided.where(F.col("orphan_dt").isNull()).select(*CLICK_COLUMNS).unionByName(
+        dups.select(*CLICK_COLUMNS))
+    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan"))
+    return clicks, resolved.select(*CLICK_COLUMNS[:-1], "orphan_dt", "dt")
 
 
 def user_days(*frames: DataFrame) -> DataFrame:

@@ -60,7 +60,7 @@ def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: 
     day = "event_date"
     if landed:
         day = "__dimension_day"
-        labels = labels.withColumn(day, F.least(F.col("event_date"), F.col(landed)))
+        labels = labels.withColumn(day, snapshot_day(F.col("event_date"), 0, F.col(landed)))
         days = sorted({*days, min(days) - timedelta(days=1)})
     out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", day, days)
     out = as_of(out, ads.select("ad_id", "campaign_id", F.col("category").alias("ad_category"), "dt"),
@@ -93,6 +93,18 @@ def snapshot_day(event_date: Column, lag_days: int, landed: Column | None = None
     """
     day = F.date_sub(event_date, lag_days) if lag_days else event_date
     return F.least(day, landed) if landed is not None else day
+
+
+def snapshot_span(first: date, last: date, lag_days: int, landed_by: date | None = None) -> tuple[date, date]:
+    """The first and last as-of day ``snapshot_day`` gives rows of event days ``first`` .. ``last``.
+
+    ``lag_days`` before the event day, or the arrival day when that is earlier - at most a
+    day before the event day (a clock a little ahead), hence ``max(lag_days, 1)``. With
+    ``landed_by`` (rows that all landed by that day, as when scoring one landing), never
+    later than it.
+    """
+    lo, hi = first - timedelta(days=max(lag_days, 1)), last - timedelta(days=lag_days)
+    return lo, hi if landed_by is None else min(hi, landed_by)
 
 
 def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entities: dict[str, tuple[str, ...]],
@@ -147,7 +159,7 @@ def same_day_names(same_day: tuple[str, ...]) -> list[str]:
 
 
 def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: tuple[str, ...],
-                         landed: str | None = None, max_late_days: int = 7) -> DataFrame:
+                         landed: str | None, max_late_days: int) -> DataFrame:
     """Add ``f_<entity>_imps_today``: the key's impressions earlier on the row's own day (doubles).
 
     Day-level snapshots see nothing of the impression's own day, yet fatigue starts with
@@ -226,9 +238,3 @@ def raw_categories(columns: tuple[str, ...]) -> list[Column]:
     in the model, so rebuilding this table never changes what a registered model scores.
     """
     return [F.col(c).cast("string").alias(f"c_{c}") for c in columns]
-
-
-def one_row_per_key_and_day(snapshots: DataFrame, key: str) -> DataFrame:
-    """A dimension snapshot that lists a key twice on one day: the same row wins on every re-run."""
-    first = Window.partitionBy(key, "dt").orderBy("_source_file", "_line_hash")
-    return snapshots.withColumn("__n", F.row_number().over(first)).where(F.col("__n") == 1).drop("__n")

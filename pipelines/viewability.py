@@ -2,8 +2,26 @@
 when in_view_ms reaches 1,000 ms, or 2,000 ms for video creatives."""
 from __future__ import annotations
 
-from pyspark.sql import Column
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from pipelines.dedup import one_row_per_key_and_day
+
+
+def creative_types_as_of(ads: DataFrame, day: date) -> DataFrame | None:
+    """ad_id, creative_type from the newest ads snapshot on or before ``day`` (an impression's arrival day).
+
+    In: the ads dimension (ad_id, creative_type, dt, _source_file, _line_hash), any days.
+    Out: one row per ad of that one snapshot; None when no snapshot is that old. An ad
+    missing from it is judged by the display rule (``min_viewable_ms``).
+    """
+    ads = ads.where(F.col("dt") <= F.lit(day))
+    newest = ads.agg(F.max("dt")).first()[0]
+    if newest is None:
+        return None
+    return one_row_per_key_and_day(ads.where(F.col("dt") == F.lit(newest)), "ad_id").select("ad_id", "creative_type")
 
 
 def is_measured(in_view_ms: Column) -> Column:

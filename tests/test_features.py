@@ -1,7 +1,7 @@
 """Gold features: window edges, the Beta prior, the as-of join, and the leakage property."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -22,6 +22,7 @@ from pipelines.training_set import (
     join_features,
     raw_categories,
     snapshot_day,
+    snapshot_span,
     with_dimensions,
     with_same_day_counts,
 )
@@ -45,7 +46,7 @@ def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=Fal
 def snapshot_of(spark, rows, as_of_day, windows=(1, 7)):
     labels = spark.createDataFrame(rows, LABELS_DDL)
     partials = daily_partials(labels, ENTITIES, ("ad",))
-    return window_snapshot(partials, as_of_day, windows)
+    return window_snapshot(partials, as_of_day, windows, 1, None, 4)
 
 
 def test_daily_partials_one_row_per_entity_key_and_day(spark):
@@ -102,7 +103,7 @@ def test_clicks_after_midnight_wait_for_the_next_snapshot(spark):
         [("u1", 0, 0, 2, 2, datetime(2025, 3, 10, 0, 0, 10))], ddl))
     # Labels that close two days late (label_maturity_days 2) leave the after-day part out for two days.
     partials = daily_partials(spark.createDataFrame(rows, LABELS_DDL), ENTITIES, ("ad",))
-    settling = window_snapshot(partials, date(2025, 3, 11), (1, 7), settle_days=2).where(
+    settling = window_snapshot(partials, date(2025, 3, 11), (1, 7), 2, None, 4).where(
         F.col("entity") == "user").select(*cols)
     assertDataFrameEqual(settling, spark.createDataFrame(
         [("u1", 0, 0, 2, 1, datetime(2025, 3, 9, 12, 0, 1))], ddl))
@@ -290,7 +291,7 @@ def test_same_day_counts_see_only_strictly_earlier_impressions_of_the_day(spark)
         ("i5", date(2025, 3, 3), datetime(2025, 3, 3, 0, 0, 0), "u1", "a1"),   # a new day starts at zero
         ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7, 0, 0), None, "a1")],  # unknown user: no key, null
         "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string")
-    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad")).select(
+    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad"), None, 7).select(
         "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
     expected = spark.createDataFrame([("i1", 0.0, 0.0), ("i2", 1.0, 1.0), ("i3", 1.0, 0.0), ("i4", 3.0, 2.0),
                                       ("i5", 0.0, 0.0), ("i6", None, None)],
@@ -304,7 +305,7 @@ def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_da
     partials = daily_partials(labels, ENTITIES, ("ad",))
     features, priors = None, None
     for day in (date(2025, 3, 10), date(2025, 3, 11)):
-        raw = window_snapshot(partials, day, (1, 7))
+        raw = window_snapshot(partials, day, (1, 7), 1, None, 4)
         p = fit_beta_priors(raw, (1, 7), PRIOR)
         f = with_smoothed_rates(raw, p, (1, 7))
         p = p.withColumn("as_of_date", F.lit(day))
@@ -349,6 +350,16 @@ def test_snapshot_day_is_lag_days_back_and_never_after_the_arrival_day(spark):
                                       (date(2025, 3, 2), date(2025, 3, 1), date(2025, 2, 28))],
                                      "lag0 date, lag1 date, lag2 date")
     assertDataFrameEqual(got, expected)
+
+
+def test_snapshot_span_covers_every_day_snapshot_day_can_give():
+    d = date(2025, 3, 10)
+    assert snapshot_span(d, d + timedelta(days=2), 1) == (d - timedelta(days=1), d + timedelta(days=1))
+    assert snapshot_span(d, d + timedelta(days=2), 0) == (d - timedelta(days=1), d + timedelta(days=2))  # clock ahead
+    assert snapshot_span(d, d + timedelta(days=2), 2) == (d - timedelta(days=2), d)
+    # Rows that all landed by d + 1 never get a snapshot after it, whatever their event day.
+    assert snapshot_span(d, d + timedelta(days=3), 1, landed_by=d + timedelta(days=1)) == (d - timedelta(days=1),
+                                                                                        d + timedelta(days=1))
 
 
 def test_dimensions_as_of_the_earlier_of_event_and_arrival_day(spark):

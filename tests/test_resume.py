@@ -3,7 +3,7 @@
 Three generated tiny days. A clean warehouse runs them in this process. A second
 warehouse starts as a copy of the clean one after night 1 and runs night 2 as
 ``python -m jobs.nightly`` subprocesses that kill themselves by SIGKILL
-(``CTR_TEST_KILL_AT``, jobs/runtime/faults.py) in ingest, in the middle of a silver
+(``CTR_TEST_KILL_AT``, jobs/dev/faults.py) in ingest, in the middle of a silver
 write, and in gold between its gate's writes; then night 2 runs to the end and
 night 3 follows. Both warehouses must then hold the same tables (order-
 independent checksums, jobs/runtime/checksums.py), the same volume baselines and run
@@ -22,8 +22,9 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from jobs.dev import faults
 from jobs.dev.generate import run_generate
-from jobs.runtime import checksums, faults, storage
+from jobs.runtime import checksums, storage
 from jobs.runtime.config import load_config
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipelines.train import metrics as m
 from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
-from pipelines.train.gate import decide_promotion
+from pipelines.train.gate import champion_not_scored, contender, decide_promotion
 
 Y = np.array([0, 0, 1, 1])
 P = np.array([0.1, 0.4, 0.35, 0.8])
@@ -24,6 +24,15 @@ def test_undo_downsampling_by_hand_and_round_trip():
     q, w = np.array([0.01, 0.03, 0.5]), 0.25
     p = (q / (1 - q) / w) / (1 + q / (1 - q) / w)
     assert undo_downsampling(p, w) == pytest.approx(q)
+
+
+def test_undo_downsampling_on_a_spark_column_is_the_numpy_formula(spark):
+    from pyspark.sql import functions as F
+
+    p, w = [0.01, 0.2, 0.5, 0.97], 0.25
+    got = [r["q"] for r in spark.createDataFrame([(x,) for x in p], "p double")
+           .select(undo_downsampling(F.col("p"), w).alias("q")).collect()]
+    assert got == pytest.approx(list(undo_downsampling(np.array(p), w)), rel=1e-15)
 
 
 def test_calibrator_interpolates_between_knots_and_is_flat_beyond():
@@ -108,3 +117,16 @@ def test_achievable_share():
 def test_champion_gate(new, champion, promote, why):
     decided, reason = decide_promotion(new, champion, tolerance=0.02, first_tolerance=0.10)
     assert decided is promote and why in reason
+
+
+def test_contender_is_the_lowest_ne_model_and_never_an_ablation():
+    assert contender({"xgboost": 0.92, "xgboost_entity_only": 0.90, "lightgbm": 0.93, "lr": 0.95}) == "xgboost"
+    assert contender({"xgboost": 0.92, "lightgbm": 0.91}) == "lightgbm"
+    with pytest.raises(ValueError, match="no model competes"):
+        contender({"xgboost_entity_only": 0.90})
+
+
+def test_a_champion_that_cannot_be_scored_stays():
+    promote, reason = champion_not_scored("3", RuntimeError("missing column f_x"))
+    assert promote is False and reason == ("champion v3 could not be scored on these test days "
+                                           "(missing column f_x); left in place")

@@ -8,7 +8,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from pipelines.bots import behavioural_bot_user_days, matched_bot_pattern
 from pipelines.privacy import KEY_COLUMN, keyed_hash, truncate_ip, with_hash_key
-from pipelines.viewability import is_measured, is_viewable, min_viewable_ms
+from pipelines.viewability import creative_types_as_of, is_measured, is_viewable, min_viewable_ms
 
 
 def test_viewability_edges_display_and_video(spark):
@@ -107,3 +107,16 @@ def test_only_judged_user_days_are_judged_counting_all_but_duplicates(spark):
     assertDataFrameEqual(got, spark.createDataFrame(
         [("u1", d, 3, 0, "3 impressions > 2")],
         "user_id string, event_date date, impressions long, clicks long, sivt_reason string"))
+
+
+def test_creative_types_from_the_newest_ads_snapshot_by_the_arrival_day(spark):
+    ads = spark.createDataFrame([
+        ("a1", "display", date(2025, 3, 1), "f1", 1),
+        ("a2", "video", date(2025, 3, 1), "f1", 2),      # gone from the newer snapshot: not known on 03-03
+        ("a1", "video", date(2025, 3, 2), "f2", 2),      # listed twice on one day: the first line wins
+        ("a1", "display", date(2025, 3, 2), "f2", 1),
+        ("a3", "video", date(2025, 3, 4), "f4", 1),      # published after the arrival day
+    ], "ad_id string, creative_type string, dt date, _source_file string, _line_hash long")
+    assertDataFrameEqual(creative_types_as_of(ads, date(2025, 3, 3)),
+                         spark.createDataFrame([("a1", "display")], "ad_id string, creative_type string"))
+    assert creative_types_as_of(ads, date(2025, 2, 28)) is None

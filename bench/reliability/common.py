@@ -5,8 +5,8 @@ generates a few small days once (``suite.yaml``: the test fixture's volumes),
 runs them cleanly in this process to get the reference state (order-independent
 table checksums, gate baselines and run reports, jobs/runtime/checksums.py), and hands
 each row a fresh copy of the warehouse it needs. Rows that must kill or time a
-real job start ``python -m jobs.nightly`` as its own process
-(jobs/runtime/faults.py ``nightly_process``), with the same small Spark settings as
+real job start ``python -m jobs.dev.faults`` (jobs/nightly.py under a kill harness) as its own process
+(jobs/dev/faults.py ``nightly_process``), with the same small Spark settings as
 this process so that results compare exactly.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -25,8 +24,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from jobs.dev import faults
 from jobs.dev.generate import run_generate
-from jobs.runtime import checksums, faults
+from jobs.runtime import checksums, hooks
 from jobs.runtime.config import REPO_ROOT, load_config
 from jobs.stages.nightly import run_nightly
 from pipelines.config import AppConfig
@@ -103,11 +103,12 @@ class Suite:
             state_after, copy_after, writes = {}, {}, {}
             for i, day in enumerate(days):
                 log_file = self.root / "base" / f"writes-{day}.tsv"
-                os.environ[faults.WRITES_LOG_ENV] = str(log_file)
+                listing = faults.Killer(None, str(log_file))   # kills nothing: lists the writes
+                hooks.add(listing)
                 try:
                     run_nightly(self.spark, cfg, day)
                 finally:
-                    os.environ.pop(faults.WRITES_LOG_ENV)
+                    hooks.remove(listing)
                 writes[day] = [(stage, int(n), what) for stage, n, what in
                                (line.split("\t", 2) for line in log_file.read_text().splitlines())]
                 state_after[day] = checksums.warehouse_state(self.spark, cfg.paths.warehouse)

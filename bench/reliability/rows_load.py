@@ -3,8 +3,8 @@
 Per size: two generated days (cached in ``<root>/row12/n<size>`` between suite
 runs: generating is not what is measured), night 1 to build the state, then
 night 2 timed (ingest + silver + gold, the stages' own seconds from the run
-report; training off), each ``python -m jobs.nightly`` with bench/bench.yaml's
-Spark sizing and an event log. From the event log: tasks that failed with an
+report; training off), each its own process (jobs/dev/faults.py ``nightly_process``,
+nothing killed) with bench/bench.yaml's Spark sizing and an event log. From the event log: tasks that failed with an
 out-of-memory error or lost their executor, and the driver JVM's peak heap
 (Spark's executor metrics; in local mode the driver runs the tasks).
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.reliability.common import Result, Suite
-from jobs.runtime import faults
+from jobs.dev import faults
 from jobs.runtime.config import REPO_ROOT, load_config
 
 log = logging.getLogger("ctr.reliability")

@@ -37,8 +37,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bench.reliability.common import SUITE_YAML, Result, Suite
+from jobs.dev import faults
 from jobs.dev.generate import run_generate
-from jobs.runtime import faults, storage
+from jobs.runtime import storage
 
 log = logging.getLogger("ctr.reliability")
 

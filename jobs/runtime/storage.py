@@ -12,7 +12,7 @@ from typing import Any
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.runtime import faults
+from jobs.runtime import hooks
 
 
 def _fs_path(spark: SparkSession, uri: str):
@@ -35,7 +35,7 @@ def exists(spark: SparkSession, uri: str) -> bool:
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write a small text file atomically enough for reports: temp file, then rename."""
-    faults.before_write(uri)
+    hooks.write(uri)
     fs, path = _fs_path(spark, uri)
     jvm = spark.sparkContext._jvm
     tmp = jvm.org.apache.hadoop.fs.Path(uri + ".tmp")
@@ -107,7 +107,7 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
     one atomic commit instead of appending them a second time. ``add_columns``
     lets a newer release add columns to a table an older one created (mergeSchema).
     """
-    faults.before_write(f"{uri} {column}={day}")
+    hooks.write(f"{uri} {column}={day}")
     writer = (df.write.format("delta")
               .mode("overwrite")
               .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'"))

@@ -17,6 +17,7 @@ from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import ObservedChecks, gate, observe_checks
 from jobs.runtime.rollback import begin, finish
 from pipelines.config import AppConfig
+from pipelines.dedup import one_row_per_key_and_day
 from pipelines.features import (
     CONVERSION_PARTIAL_COLUMNS,
     PARTIAL_COLUMNS,
@@ -29,7 +30,7 @@ from pipelines.features import (
 )
 from pipelines.labels import click_day_closed_by, conversion_day_closed_by
 from pipelines.schemas import ddl
-from pipelines.training_set import one_row_per_key_and_day, with_dimensions
+from pipelines.training_set import with_dimensions
 
 log = logging.getLogger("ctr.gold")
 

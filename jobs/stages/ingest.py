@@ -13,7 +13,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.runtime import faults, storage
+from jobs.runtime import hooks, storage
 from jobs.runtime.layout import Landing, Warehouse
 from jobs.runtime.quality import gate
 from jobs.runtime.rollback import begin
@@ -124,14 +124,14 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
             continue
         table = DeltaTable.forPath(spark, uri)
         if table.toDF().where(F.col("dt") < F.lit(cutoff)).limit(1).count():
-            faults.before_write(f"DELETE {uri} dt < {cutoff}")
+            hooks.write(f"DELETE {uri} dt < {cutoff}")
             table.delete(F.col("dt") < F.lit(cutoff))
             deleted += 1
         # VACUUM lists the whole table, so it runs only while an expired folder still
         # holds a data file (not merely after a DELETE: a run killed between the two
         # leaves files its re-run, which finds nothing left to delete, must remove).
         if any(storage.glob(spark, f"{p}/*.parquet") for p in expired):
-            faults.before_write(f"VACUUM {uri}")
+            hooks.write(f"VACUUM {uri}")
             table.vacuum(cfg.vacuum_retain_hours)
     if deleted:
         log.info("retention: deleted partitions before %s from %d bronze tables", cutoff, deleted)

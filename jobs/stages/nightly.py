@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from jobs.runtime import faults, storage
+from jobs.runtime import hooks, storage
 from jobs.runtime.layout import Warehouse
 from jobs.stages import nightly_training
 from jobs.stages.gold import run_gold
@@ -62,7 +62,7 @@ def score_markdown(report: dict) -> list[str]:
 def stage_jobs(spark, stage: str, day) -> None:
     """Name the Spark jobs that follow: the UI and the event log group them by stage (``<stage>-<date>``)."""
     spark.sparkContext.setJobGroup(f"{stage}-{day}", f"{stage} dt={day}")
-    faults.enter(stage)
+    hooks.stage(stage)
 
 
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:

@@ -19,7 +19,7 @@ from jobs.runtime.rollback import table_versions
 from pipelines.config import AppConfig
 from pipelines.schemas import ddl
 from pipelines.train.scorers import score
-from pipelines.training_set import raw_categories, snapshot_day, with_dimensions
+from pipelines.training_set import raw_categories, snapshot_day, snapshot_span, with_dimensions
 
 log = logging.getLogger("ctr.score")
 
@@ -61,7 +61,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
     missing.
     """
     from jobs.stages.gold import dimensions
-    from jobs.stages.training_set import snapshot_span, with_features
+    from jobs.stages.training_set import with_features
 
     wh, ts = Warehouse(cfg.paths.warehouse), cfg.training_set
     if not storage.is_delta(spark, wh.silver("impressions")):
@@ -75,8 +75,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
         raise UsageError(f"no valid impressions landed on {day} in {wh.silver('impressions')}: "
                          f"run `make backfill DATE={day}` first")
     first, last = span["lo"], span["hi"]
-    lo_snap, hi_snap = snapshot_span(cfg, first, last)
-    hi_snap = min(hi_snap, day)   # never a snapshot later than the landing day (pipelines/training_set.snapshot_day)
+    lo_snap, hi_snap = snapshot_span(first, last, ts.snapshot_lag_days, landed_by=day)
     have = published_snapshots(spark, wh, lo_snap, hi_snap)
     if hi_snap not in have:
         raise UsageError(f"no gold feature snapshot as of {hi_snap} (published by the nightly run of {hi_snap}), "

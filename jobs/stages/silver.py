@@ -32,7 +32,7 @@ from pipelines.labels import (
 from pipelines.parsing import likely_renames
 from pipelines.report import balance_errors, contract_counts, funnel_lines
 from pipelines.schemas import ALL_STREAMS, TABLES, ddl
-from pipelines.training_set import one_row_per_key_and_day
+from pipelines.viewability import creative_types_as_of
 
 log = logging.getLogger("ctr.silver")
 
@@ -53,15 +53,13 @@ def window(df: DataFrame, lo: date, hi: date, column: str = "dt") -> DataFrame:
 
 
 def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
-    """The newest ads snapshot on or before ``day`` (as-of), one row per ad."""
+    """The creative type of each ad at ``day``'s arrival (pipelines/viewability.creative_types_as_of)."""
     uri = wh.bronze("ads")
-    if not storage.is_delta(spark, uri):
-        return spark.createDataFrame([], "ad_id string, creative_type string")
-    ads = storage.read_delta(spark, uri).where(F.col("dt") <= F.lit(day))
-    newest = ads.agg(F.max("dt")).first()[0]
-    if newest is None:
+    ads = creative_types_as_of(storage.read_delta(spark, uri), day) if storage.is_delta(spark, uri) else None
+    if ads is None:
         log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
-    return one_row_per_key_and_day(ads.where(F.col("dt") == F.lit(newest)), "ad_id").select("ad_id", "creative_type")
+        return spark.createDataFrame([], "ad_id string, creative_type string")
+    return ads
 
 
 def fate_counts(df: DataFrame) -> dict[str, int]:
@@ -142,26 +140,11 @@ def decide_click_day(spark: SparkSession, wh: Warehouse, day: date, clk: DataFra
                      .join(decided_imp.select("impression_id"), "impression_id", "left_anti"))
     already = with_final_fates(prior["clicks"], prior["click_resolutions"]).where(
         F.col("fate") == "attributed").select("impression_id")
-    new = clk.where(~F.col("is_duplicate")).withColumn("orphan_dt", F.lit(None).cast("date"))
-    decided = decide_clicks(_pending(new, retries, day), decided_imp, malformed_ids, sivt, already,
+    decided = decide_clicks(silver.pending_clicks(clk, retries, day), decided_imp, malformed_ids, sivt, already,
                             clean.attribution_window_s, clean.min_dwell_ms).persist(StorageLevel.MEMORY_AND_DISK)
-    dups = clk.where(F.col("is_duplicate")).select(
-        *[F.col(c) if c in clk.columns else F.lit(None).alias(c) for c in silver.CLICK_COLUMNS
-          if c not in ("fate", "fate_detail")],
-        F.lit("duplicate").alias("fate"), F.lit("click_id delivered before").alias("fate_detail"))
-    clicks_out = decided.where(F.col("orphan_dt").isNull()).select(*silver.CLICK_COLUMNS).unionByName(
-        dups.select(*silver.CLICK_COLUMNS))
-    storage.write_partition(clicks_out, wh.silver("clicks"), day)
-    resolved = decided.where(F.col("orphan_dt").isNotNull() & (F.col("fate") != "orphan"))
-    storage.write_partition(resolved.select(*silver.CLICK_COLUMNS[:-1], "orphan_dt", "dt"),
-                            wh.silver("click_resolutions"), day)
-
-
-def _pending(new: DataFrame, retries: DataFrame, day: date) -> DataFrame:
-    """Today's new clicks and the earlier orphans still waiting for their impression."""
-    cols = ["click_id", "impression_id", "event_ts", "event_date", "user_id", "dwell_ms", "ip_prefix", "ua_hash",
-            "bot_pattern", "orphan_dt"]
-    return new.select(*cols).unionByName(retries.select(*cols)).withColumn("dt", F.lit(day))
+    clicks, resolutions = silver.click_day_rows(decided, clk)
+    storage.write_partition(clicks, wh.silver("clicks"), day)
+    storage.write_partition(resolutions, wh.silver("click_resolutions"), day)
 
 
 def stored_counts(spark: SparkSession, wh: Warehouse, day: date, report: dict) -> dict[str, int]:

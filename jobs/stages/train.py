@@ -18,7 +18,7 @@ from pipelines.config import AppConfig, TrainConfig
 from pipelines.train import encoding, metrics
 from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
 from pipelines.train.features import FeatureSet, TableError, ablations, prepare, resolve_features
-from pipelines.train.gate import decide_promotion
+from pipelines.train.gate import ABLATION_PREFIX, champion_not_scored, contender, decide_promotion
 from pipelines.train.lgbm_barrier import check_partitions, train_lgbm
 from pipelines.train.linear import train_gbdt_lr, train_lr
 from pipelines.train.scorers import CtrModel, score
@@ -26,7 +26,6 @@ from pipelines.train.xgb import balanced, train_and_validation, train_xgb
 
 log = logging.getLogger("ctr.train")
 COLUMNS = ("model", "auc", "log_loss", "ne", "gauc", "calibration", "ece", "achievable_share", "train_seconds")
-ABLATION_PREFIX = "xgboost_"   # xgboost_entity_only, xgboost_contextual_only: never registered
 
 
 def resolve_uri(root: str, path: str) -> str:
@@ -206,7 +205,7 @@ def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str, 
     """
     from jobs.runtime import tracking
 
-    family = min((f for f in runs if not f.startswith(ABLATION_PREFIX)), key=lambda f: runs[f][3]["ne"])
+    family = contender({f: run[3]["ne"] for f, run in runs.items()})
     run_id, uri, model, scores = runs[family]
     current = tracking.champion_model(tr.registered_model)
     champion_scores = None
@@ -219,8 +218,8 @@ def gate(runs: dict, test: DataFrame, tr: TrainConfig) -> tuple[str, bool, str, 
                                                pdf[tr.group_col].to_numpy())
             log.info("champion v%s on the same test days: NE %.5f", version, champion_scores["ne"])
         except Exception as err:
-            reason = f"champion v{version} could not be scored on these test days ({err}); left in place"
-            return family, False, reason, tracking.register(uri, tr.registered_model, False, reason, run_id)
+            promote, reason = champion_not_scored(version, err)
+            return family, promote, reason, tracking.register(uri, tr.registered_model, promote, reason, run_id)
     promote, reason = decide_promotion(scores, champion_scores, tr.calibration_tolerance,
                                        tr.first_calibration_tolerance)
     return family, promote, reason, tracking.register(uri, tr.registered_model, promote, f"{family}: {reason}", run_id)

@@ -25,6 +25,7 @@ from pipelines.training_set import (
     join_features,
     raw_categories,
     same_day_names,
+    snapshot_span,
     span,
     with_same_day_counts,
 )
@@ -57,13 +58,6 @@ def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: 
         write_snapshot(spark, cfg, wh, day)
 
 
-def snapshot_span(cfg: AppConfig, first: date, last: date) -> tuple[date, date]:
-    """The as-of days of the snapshots rows of event days first .. last can get (pipelines/training_set.snapshot_day:
-    ``lag`` days before the event day, or the arrival day when that is earlier - at most a day before)."""
-    lag = cfg.training_set.snapshot_lag_days
-    return first - timedelta(days=max(lag, 1)), last - timedelta(days=lag)
-
-
 def feature_columns(cfg: AppConfig) -> list[str]:
     """The f_* columns with_features adds, in order."""
     gold, ts = cfg.gold, cfg.training_set
@@ -87,7 +81,7 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
     counted = with_same_day_counts(rows, gold.entities, ts.same_day, landed=landed,
                                    max_late_days=cfg.clean.lookback_days)
     counted = (counted if keep is None else counted.where(keep)).localCheckpoint(eager=True)
-    lo, hi = snapshot_span(cfg, first, last)
+    lo, hi = snapshot_span(first, last, ts.snapshot_lag_days)
     features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
@@ -122,7 +116,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     first, last = span(end, ts.train_days, ts.validation_days, ts.test_days)
     log.info("training set %s .. %s (train %d, validation %d, test %d days)", first, last, ts.train_days,
              ts.validation_days, ts.test_days)
-    ensure_snapshots(spark, cfg, wh, *snapshot_span(cfg, first, last))
+    ensure_snapshots(spark, cfg, wh, *snapshot_span(first, last, ts.snapshot_lag_days))
     rows, conversions_closed = with_closed_conversions(
         spark, wh, labels_with_dimensions(spark, cfg, wh, first, last, landed="arrival_dt"), first, last)
     rows = assign_splits(rows, last, ts.train_days, ts.validation_days, ts.test_days)

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from pyspark.ml.regression import IsotonicRegression
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 
-def undo_downsampling(p: np.ndarray, w: float) -> np.ndarray:
-    """q = p / (p + (1 - p) / w): a model trained with share w of negatives over-predicts by 1/w in odds."""
-    p = np.asarray(p, dtype=np.float64)
+def undo_downsampling(p: np.ndarray | Column, w: float) -> np.ndarray | Column:
+    """q = p / (p + (1 - p) / w): a model trained with share w of negatives over-predicts by 1/w in odds.
+
+    The one formula, for scores in numpy (scoring, evaluation) and in a Spark column (calibration fitting).
+    """
+    if not isinstance(p, Column):
+        p = np.asarray(p, dtype=np.float64)
     return p / (p + (1.0 - p) / w)
 
 
@@ -40,7 +44,7 @@ def fit_isotonic(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: f
     Spark's pool-adjacent-violators runs distributed; only its knots come back.
     """
     w = float(neg_keep_rate)
-    q = F.col(score_col) / (F.col(score_col) + (1.0 - F.col(score_col)) / F.lit(w))
+    q = undo_downsampling(F.col(score_col), w)
     data = df.select(q.alias("q"), F.col(label_col).cast("double").alias("label"))
     model = IsotonicRegression(isotonic=True, featuresCol="q", labelCol="label").fit(data)
     xs, ys = model.boundaries.toArray(), model.predictions.toArray()

@@ -1,7 +1,24 @@
-"""The champion gate: when a newly trained model may replace the registered champion."""
+"""The champion gate: which of a run's models competes, and when it may replace the registered champion."""
 from __future__ import annotations
 
 import math
+
+# Ablation models (xgboost_entity_only, xgboost_contextual_only, ...) are named with this prefix: they measure
+# what a feature group is worth and are logged, never registered.
+ABLATION_PREFIX = "xgboost_"
+
+
+def contender(ne_by_family: dict[str, float]) -> str:
+    """The one model of a run that competes for champion: the lowest test NE, ablation models excluded."""
+    competing = {f: ne for f, ne in ne_by_family.items() if not f.startswith(ABLATION_PREFIX)}
+    if not competing:
+        raise ValueError(f"no model competes for champion among {sorted(ne_by_family)} (ablation models never do)")
+    return min(competing, key=competing.get)
+
+
+def champion_not_scored(version: str, error: Exception) -> tuple[bool, str]:
+    """(promote?, why) when the champion cannot be scored on the new model's test days: it stays."""
+    return False, f"champion v{version} could not be scored on these test days ({error}); left in place"
 
 
 def decide_promotion(new: dict[str, float], champion: dict[str, float] | None,
