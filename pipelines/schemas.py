@@ -160,7 +160,22 @@ def ddl(table: str) -> str:
 
 def columns(table: str) -> list[str]:
     """The column names of a table of TABLES, in order."""
-    return [part.strip().split(" ")[0] for part in TABLES[table].split(",")]
+    return ddl_names(TABLES[table])
+
+
+def ddl_names(text: str) -> list[str]:
+    """The column names of a Spark DDL string, in order; commas inside ``decimal(10,2)`` or
+    ``map<string,string>`` do not separate columns."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        if ch in "(<":
+            depth += 1
+        elif ch in ")>":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            names.append(text[start:i].strip().split(" ")[0])
+            start = i + 1
+    return names
 
 
 def bronze_columns(stream: str) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.schemas import ALL_STREAMS, QUARANTINE_COLUMNS, TABLES, bronze_columns, columns
+from pipelines.schemas import ALL_STREAMS, QUARANTINE_COLUMNS, TABLES, bronze_columns, columns, ddl_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = sorted((ROOT / "expectations").glob("*.json"))
@@ -54,3 +54,8 @@ def test_columns_reads_the_ddl_in_order():
     assert columns("silver/conversion_labels") == ["impression_id", "event_date", "converted", "conversion_ts",
                                                    "closed_on"]
     assert bronze_columns("clicks")[-6:] == ["extra", "_source_file", "_line_hash", "_ingested_at", "hour", "dt"]
+
+
+def test_ddl_names_keep_commas_inside_types():
+    assert ddl_names("id string, price decimal(10,2), extra map<string,string>, s struct<a:int,b:string>, dt date") \
+        == ["id", "price", "extra", "s", "dt"]
