@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             import jobs.stages.training_set as ts_job
             original = ts_job.with_same_day_counts
             ts_job.with_same_day_counts = (lambda rows, entities, same_day, _original=original, **_:
-                                           _original(rows, entities, same_day))
+                                           _original(rows, entities, same_day, None, 0))
         try:
             started = time.monotonic()
             manifest = run_training_set(spark, cfg)

@@ -2,7 +2,7 @@
 
 Three generated tiny days. A clean warehouse runs them in this process. A second
 warehouse starts as a copy of the clean one after night 1 and runs night 2 as
-``python -m jobs.nightly`` subprocesses that kill themselves by SIGKILL
+``python -m jobs.dev.faults`` (jobs/nightly.py) subprocesses that kill themselves by SIGKILL
 (``CTR_TEST_KILL_AT``, jobs/dev/faults.py) in ingest, in the middle of a silver
 write, and in gold between its gate's writes; then night 2 runs to the end and
 night 3 follows. Both warehouses must then hold the same tables (order-
