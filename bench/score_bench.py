@@ -53,10 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from jobs.runtime import storage, tracking
-    from jobs.runtime.layout import Warehouse
+    from jobs.runtime.layout import Warehouse, resolve_uri
     from jobs.runtime.spark import get_spark
     from jobs.stages.score import monitor_day, run_score
-    from jobs.stages.train import resolve_uri
 
     cfg = load_config("local", args.config)
     cfg = replace(cfg, paths=replace(cfg.paths, warehouse=args.warehouse))

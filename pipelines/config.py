@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from pipelines import declarations
+from pipelines.declarations import Declarations
+
 
 @dataclass(frozen=True)
 class SparkConfig:
@@ -67,15 +70,29 @@ class PriorConfig:
 @dataclass(frozen=True)
 class GoldConfig:
     windows_days: tuple[int, ...]
-    # entity name -> the columns of its key (from labels joined with the dimension snapshots)
-    entities: dict[str, tuple[str, ...]]
-    # entities whose daily partials also carry a mergeable sketch of their distinct users
-    distinct_users_for: tuple[str, ...]
+    # the feature declarations (conf/features.yaml); jobs/runtime/config.py reads them into ``features``
+    features_file: str
     prior: PriorConfig
     # a feature snapshot with at most this many keys is broadcast to the impressions it is joined to
     broadcast_max_keys: int
     # how many days before a range its dimension snapshots are searched for the one in force
     dimension_lookback_days: int
+    features: Declarations | None = field(default=None, repr=False)   # read from features_file by the loader
+
+    @property
+    def entities(self) -> dict[str, tuple[str, ...]]:
+        """Feature group -> the columns of its key (from labels joined with the dimension snapshots)."""
+        return declarations.entities(self.features)
+
+    @property
+    def distinct_users_for(self) -> tuple[str, ...]:
+        """The groups whose daily partials also carry a mergeable sketch of their distinct users."""
+        return declarations.distinct_users_for(self.features)
+
+    @property
+    def same_day(self) -> dict[str, str]:
+        """Feature name -> group of every declared same-day count."""
+        return declarations.same_day_features(self.features)
 
 
 @dataclass(frozen=True)
@@ -86,10 +103,6 @@ class TrainingSetConfig:
     # share of negative (unclicked) impressions kept in the train split; 1.0 keeps all
     neg_keep_rate: float
     seed: int
-    # statistics of each entity and window that become feature columns
-    stats: tuple[str, ...]
-    # entities (of gold.entities) whose impressions earlier on the row's own day are counted (f_<entity>_imps_today)
-    same_day: tuple[str, ...]
     # raw columns that become c_<column> (the model's vocabulary encodes them: train.min_category_count)
     categorical: tuple[str, ...]
     # a row of event day E gets the feature snapshot as of E - snapshot_lag_days (1: what a scorer had)

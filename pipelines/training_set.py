@@ -4,10 +4,9 @@ Schema of the result (TRAINING_SET_BASE_COLUMNS, then features):
 impression_id, event_date, event_ts, user_id, ad_id, label (1 clicked, 0 not),
 converted, split (train | validation | test), neg_keep_rate (the share of
 negatives kept in the row's split: 1.0 unless the train split was downsampled),
-``f_<entity>_<stat>_<w>d`` history features, ``f_user_hours_since_click``,
-``f_user_x_ad_hours_since_impression``, ``f_position``, ``f_hour`` (doubles;
-null = no such history) and ``c_<column>`` raw category values (string; null =
-unknown), which the trainer's vocabulary encodes.
+the declared features (conf/features.yaml, in its order: history, context,
+same-day counts; doubles, null = no such history) and ``c_<column>`` raw category
+values (string; null = unknown), which the trainer's vocabulary encodes.
 """
 from __future__ import annotations
 
@@ -16,15 +15,11 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.features import RATES, entity_key
+from pipelines.declarations import ContextFeature, HistoryFeature
+from pipelines.features import entity_key
 
 TRAINING_SET_BASE_COLUMNS = ("impression_id", "event_date", "event_ts", "user_id", "ad_id", "label", "converted",
                              "split", "neg_keep_rate")
-# stat in training_set.stats -> snapshot column prefix
-STAT_COLUMNS = {"imps": "imps", "clicks": "clicks", "viewable": "viewable", "conv": "conv", "ctr": "ctr",
-                "vctr": "vctr", "users": "users"}
-RECENCY = {"user": ("last_click_ts", "f_user_hours_since_click"),
-           "user_x_ad": ("last_impression_ts", "f_user_x_ad_hours_since_impression")}
 
 
 def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days: list[date]) -> DataFrame:
@@ -71,17 +66,6 @@ def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: 
     return out.drop("__dimension_day") if landed else out
 
 
-def feature_names(entities: dict[str, tuple[str, ...]], windows: tuple[int, ...], stats: tuple[str, ...],
-                  distinct_users_for: tuple[str, ...]) -> list[str]:
-    names = []
-    for entity in entities:
-        for w in sorted(windows):
-            names += [f"f_{entity}_{s}_{w}d" for s in stats if s != "users" or entity in distinct_users_for]
-        if entity in RECENCY:
-            names.append(RECENCY[entity][1])
-    return [*names, "f_position", "f_hour"]
-
-
 def snapshot_day(event_date: Column, lag_days: int, landed: Column | None = None) -> Column:
     """The as-of day of the feature snapshot a row of ``event_date`` gets: ``lag_days`` before it.
 
@@ -108,59 +92,58 @@ def snapshot_span(first: date, last: date, lag_days: int, landed_by: date | None
 
 
 def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entities: dict[str, tuple[str, ...]],
-                  windows: tuple[int, ...], stats: tuple[str, ...], distinct_users_for: tuple[str, ...],
+                  history: list[HistoryFeature], context: tuple[ContextFeature, ...],
                   broadcast_entities: tuple[str, ...] = (), lag_days: int = 0, landed: str | None = None
                   ) -> DataFrame:
-    """Rows (labels with dimensions) plus every history feature, each as of ``snapshot_day`` of the row.
+    """Rows (labels with dimensions) plus the declared features, history as of ``snapshot_day`` of the row.
 
     In: rows with event_date, event_ts, position and the entity key columns;
     features (the gold snapshots: entity, key, as_of_date, ...); priors (entity,
-    rate, window_days, mean, as_of_date). The snapshot of as_of_date = X holds
-    events of days before X only, so with any lag >= 0 nothing of the row's day or
-    later can leak in. A key without history gets zero counts and its entity's
-    prior mean as rate; recency stays null.
+    rate, window_days, mean, as_of_date); ``history`` and ``context``: the declared
+    features (pipelines/declarations.py), in column order. The snapshot of as_of_date = X
+    holds events of days before X only, so with any lag >= 0 nothing of the row's day or
+    later can leak in. A key without history gets zero counts and its entity's prior
+    mean as rate; recency (last_seen) stays null.
     """
-    rates = [s for s in stats if s in RATES]
-    # Prior means per as-of day, one column per entity, rate and window: the fill for keys without history.
+    by_group = {e: [f for f in history if f.group == e] for e in entities}
+    # Prior means per as-of day, one column per declared rate: the fill for keys without history.
+    rated = sorted({(f.group, f.rate, f.window) for f in history if f.rate})
     means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
         F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w), F.col("mean")),
-                ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d")
-        for e in entities for r in rates for w in windows])
+                ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d") for e, r, w in rated])
     # Every key first, then the joins back to back, then one projection: a Project between
     # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
-    out = rows.select("*", *[entity_key(keys).alias(f"__key_{e}") for e, keys in entities.items()])
+    used = [e for e in entities if by_group[e]]
+    out = rows.select("*", *[entity_key(entities[e]).alias(f"__key_{e}") for e in used])
     seen = snapshot_day(F.col("event_date"), lag_days, F.col(landed) if landed else None)
-    out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
-    filled = []
-    for entity in entities:
-        cols = [(f"{STAT_COLUMNS[s]}_{w}d", s, w) for w in sorted(windows) for s in stats
-                if s != "users" or entity in distinct_users_for]
-        recency = RECENCY.get(entity)
+    if rated:
+        out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
+    filled = {}
+    for entity in used:
+        sources = list(dict.fromkeys(f.column for f in by_group[entity]))
         snap = features.where(F.col("entity") == entity).select(
             F.col("key").alias(f"__k_{entity}"), F.col("as_of_date").alias(f"__d_{entity}"),
-            *[F.col(src).alias(f"__{entity}_{src}") for src, _, _ in cols],
-            *([F.col(recency[0]).alias(f"__{entity}_last")] if recency else []))
+            *[F.col(src).alias(f"__{entity}_{src}") for src in sources])
         if entity in broadcast_entities:
             snap = F.broadcast(snap)
         on = (F.col(f"__key_{entity}") == F.col(f"__k_{entity}")) & (seen == F.col(f"__d_{entity}"))
         out = out.join(snap, on=on, how="left")
-        filled += [F.coalesce(F.col(f"__{entity}_{src}").cast("double"),
-                              F.col(f"__prior_{entity}_{s}_{w}d") if s in RATES else F.lit(0.0)
-                              ).alias(f"f_{entity}_{s}_{w}d") for src, s, w in cols]
-        if recency:
-            filled.append(((F.col("event_ts").cast("double") - F.col(f"__{entity}_last").cast("double")) / 3600.0
-                           ).alias(recency[1]))
-    return out.select(*rows.columns, *filled, F.col("position").cast("double").alias("f_position"),
-                      F.hour("event_ts").cast("double").alias("f_hour"))
+        for f in by_group[entity]:
+            value = F.col(f"__{entity}_{f.column}")
+            if f.window is None:   # last_seen: hours from it to the row's event time
+                filled[f.name] = (F.col("event_ts").cast("double") - value.cast("double")) / 3600.0
+            else:
+                filled[f.name] = F.coalesce(value.cast("double"), F.col(f"__prior_{entity}_{f.rate}_{f.window}d")
+                                            if f.rate else F.lit(0.0))
+    contextual = {"value": lambda c: F.col(c).cast("double"), "hour_of_day": lambda c: F.hour(c).cast("double")}
+    return out.select(*rows.columns, *[filled[f.name].alias(f.name) for f in history],
+                      *[contextual[c.op](c.input).alias(c.name) for c in context])
 
 
-def same_day_names(same_day: tuple[str, ...]) -> list[str]:
-    return [f"f_{entity}_imps_today" for entity in same_day]
-
-
-def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: tuple[str, ...],
+def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], same_day: dict[str, str],
                          landed: str | None, max_late_days: int) -> DataFrame:
-    """Add ``f_<entity>_imps_today``: the key's impressions earlier on the row's own day (doubles).
+    """Add each declared same-day count (``same_day``: feature name -> group): the group key's impressions
+    earlier on the row's own day (doubles).
 
     Day-level snapshots see nothing of the impression's own day, yet fatigue starts with
     the second exposure of the morning. The count covers impressions strictly before the
@@ -178,7 +161,7 @@ def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], 
         # 0 = landed the day before its event day (a clock a little ahead), 1 = on it, 2 = a day late, ...
         delay = F.least(F.greatest(F.datediff(F.col(landed), F.col("event_date")) + 1, F.lit(0)),
                         F.lit(max_late_days + 1))
-    for entity in same_day:
+    for name, entity in same_day.items():
         key = entity_key(entities[entity])
         # 1. Same key, same event day; 2. ordered by time in microseconds; 3. everything strictly earlier.
         earlier = (Window.partitionBy(key, F.col("event_date")).orderBy(F.unix_micros(F.col("event_ts")))
@@ -191,7 +174,7 @@ def with_same_day_counts(rows: DataFrame, entities: dict[str, tuple[str, ...]], 
             count = sum(F.when(delay >= d, F.coalesce(F.sum((delay == d).cast("int")).over(earlier), F.lit(0)))
                         .otherwise(0)
                         for d in range(max_late_days + 2))
-        out = out.withColumn(f"f_{entity}_imps_today", F.when(key.isNotNull(), count.cast("double")))
+        out = out.withColumn(name, F.when(key.isNotNull(), count.cast("double")))
     return out
 
 

@@ -7,8 +7,11 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.runtime.config import load_config
+from pipelines import declarations
 from pipelines.config import PriorConfig
 from pipelines.features import (
+    ENTITY_KEY_COLUMNS,
     daily_conversions,
     daily_partials,
     fit_beta_priors,
@@ -27,11 +30,43 @@ from pipelines.training_set import (
     with_same_day_counts,
 )
 
-ENTITIES = {"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad_id")}
+
+def declared(groups: dict[str, tuple[str, ...]], windows=(1, 7)) -> declarations.Declarations:
+    """Small declarations for these tests: imps, clicks, ctr, vctr (users where not keyed by user), the
+    production recency and same-day features of user and user_x_ad, position and hour."""
+    win = lambda g, s: "{" + ", ".join(f"{w}: f_{g}_{s}_{w}d" for w in windows) + "}"
+    text = ["groups:"]
+    for g, keys in groups.items():
+        text += [f"  {g}:", f"    keys: [{', '.join(keys)}]", "    description: d", "    owner: tests",
+                 "    since: 2025-01-01", "    aggregations:",
+                 f"      - {{op: count, input: impressions, description: d, windows: {win(g, 'imps')}}}",
+                 f"      - {{op: count, input: clicks, description: d, windows: {win(g, 'clicks')}}}",
+                 f"      - {{op: rate, input: clicks, description: d, windows: {win(g, 'ctr')}}}",
+                 f"      - {{op: rate, input: clicks, filter: viewable, description: d, windows: {win(g, 'vctr')}}}"]
+        if "user_id" not in keys:
+            text.append(f"      - {{op: distinct_count, input: user_id, description: d, windows: {win(g, 'users')}}}")
+        last = {"user": "{op: last_seen, input: clicks, name: f_user_hours_since_click, description: d}",
+                "user_x_ad": "{op: last_seen, input: impressions, name: f_user_x_ad_hours_since_impression, "
+                             "description: d}"}
+        if g in last:
+            text += [f"      - {last[g]}",
+                     f"      - {{op: same_day_count, input: impressions, name: f_{g}_imps_today, description: d}}"]
+    text += ["context:", "  f_position: {op: value, input: position, description: d, owner: t, since: 2025-01-01}",
+             "  f_hour: {op: hour_of_day, input: event_ts, description: d, owner: t, since: 2025-01-01}"]
+    return declarations.loads("\n".join(text), "tests/test_features.py", windows, ENTITY_KEY_COLUMNS)
+
+
+SMALL = declared({"user": ("user_id",), "ad": ("ad_id",), "user_x_ad": ("user_id", "ad_id")})
+ENTITIES = declarations.entities(SMALL)
+SAME_DAY = declarations.same_day_features(SMALL)
+PROD_GOLD = load_config("local").gold
+PROD = PROD_GOLD.features   # conf/features.yaml: every feature the pipeline builds
 PRIOR = PriorConfig(min_impressions=1, min_keys=2, fallback_strength=10.0, max_strength=1000.0)
+DIMENSIONS = ("publisher_id", "campaign_id", "advertiser_id", "ad_category", "publisher_category", "segment",
+              "device_type", "country")
 LABELS_DDL = ("impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, "
               "position int, is_measured boolean, is_viewable boolean, clicked boolean, click_ts timestamp, "
-              "converted boolean, conversion_ts timestamp")
+              "converted boolean, conversion_ts timestamp, " + ", ".join(f"{c} string" for c in DIMENSIONS))
 
 
 def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=False, click_ts=None,
@@ -40,7 +75,9 @@ def label(i, ts, user="u1", ad="a1", clicked=False, viewable=True, converted=Fal
     click = (datetime.fromisoformat(click_ts) if click_ts else ts.replace(second=min(ts.second + 1, 59))
              ) if clicked else None
     conversion = (datetime.fromisoformat(conversion_ts) if conversion_ts else click or ts) if converted else None
-    return (f"i{i}", ts.date(), ts, user, ad, 1, True, viewable, clicked, click, converted, conversion)
+    # every key column of the production groups, derived from the ad and the user
+    dims = ("p1", f"c-{ad}", "v1", f"cat-{ad}", "news", f"s-{user}", "mobile", "US")
+    return (f"i{i}", ts.date(), ts, user, ad, 1, True, viewable, clicked, click, converted, conversion, *dims)
 
 
 def snapshot_of(spark, rows, as_of_day, windows=(1, 7)):
@@ -54,7 +91,7 @@ def test_daily_partials_one_row_per_entity_key_and_day(spark):
         label(1, "2025-03-01 10:00:00", clicked=True),
         label(2, "2025-03-01 11:00:00", user="u2", viewable=False),
         label(3, "2025-03-01 12:00:00", ad="a2", converted=True, clicked=True),
-        (*label(4, "2025-03-01 13:00:00")[:3], None, "a2", *label(4, "2025-03-01 13:00:00")[5:]),
+        (*label(4, "2025-03-01 13:00:00", ad="a2")[:3], None, *label(4, "2025-03-01 13:00:00", ad="a2")[4:]),
     ], LABELS_DDL)
     out = daily_partials(labels, ENTITIES, ("ad",)).withColumn(
         "users", F.hll_sketch_estimate("users_sketch")).drop("users_sketch", "last_impression_ts", "last_click_ts",
@@ -189,19 +226,21 @@ def test_as_of_join_takes_newest_snapshot_on_or_before_the_day(spark):
     assertDataFrameEqual(out, expected)
 
 
-def _features_for_day(spark, rows, day):
-    """The full path: labels -> partials -> snapshots -> features of the impressions on ``day``."""
+def _features_for_day(spark, rows, day, decl=SMALL, windows=(1, 7)):
+    """The full path: labels -> partials -> snapshots -> every declared feature of the impressions on ``day``."""
+    entities = declarations.entities(decl)
     labels = spark.createDataFrame(rows, LABELS_DDL)
-    partials = daily_partials(labels, ENTITIES, ("ad",))
+    partials = daily_partials(labels, entities, declarations.distinct_users_for(decl))
     # every day's conversions as if closed (K = 2: label maturity 1 + a 24 h window); the snapshot takes
     # only the days it may
-    raw = window_snapshot(partials, day, (1, 7), 1, daily_conversions(labels, ENTITIES), conversion_settle_days=2)
-    priors = fit_beta_priors(raw, (1, 7), PRIOR)
-    features = with_smoothed_rates(raw, priors, (1, 7))
-    todays = labels.where(F.col("event_date") == F.lit(day))
-    return join_features(todays, features, priors.withColumn("as_of_date", F.lit(day)), ENTITIES, (1, 7),
-                         ("imps", "clicks", "ctr", "vctr", "users"), ("ad",)).drop(
-        "clicked", "click_ts", "converted", "conversion_ts", "is_viewable", "is_measured")
+    raw = window_snapshot(partials, day, windows, 1, daily_conversions(labels, entities), conversion_settle_days=2)
+    priors = fit_beta_priors(raw, windows, PRIOR)
+    features = with_smoothed_rates(raw, priors, windows)
+    todays = with_same_day_counts(labels.where(F.col("event_date") == F.lit(day)), entities,
+                                  declarations.same_day_features(decl), None, 7)
+    out = join_features(todays, features, priors.withColumn("as_of_date", F.lit(day)), entities,
+                        declarations.history_features(decl), decl.context)
+    return out.drop("clicked", "click_ts", "converted", "conversion_ts", "is_viewable", "is_measured")
 
 
 HISTORY = [label(1, "2025-03-08 09:00:00", clicked=True), label(2, "2025-03-09 10:00:00"),
@@ -215,13 +254,14 @@ def test_no_leakage_changing_or_deleting_events_on_or_after_the_day_changes_no_f
     # An impression of D-1 whose click and conversion happen on D: they are events on D too.
     late = label(10, "2025-03-09 23:59:50", clicked=True, click_ts="2025-03-10 00:00:10", converted=True,
                  conversion_ts="2025-03-10 02:00:00")
-    before = _features_for_day(spark, HISTORY + [late], day)
+    before = _features_for_day(spark, HISTORY + [late], day, PROD, PROD_GOLD.windows_days)
+    assert set(declarations.feature_columns(PROD)) <= set(before.columns)   # every declared feature is compared
     # Every event on or after D is altered: clicks flipped, one deleted, one added, the next day's changed too.
     altered = [label(5, "2025-03-10 08:00:00", clicked=True), label(6, "2025-03-10 09:00:00", user="u2", ad="a2",
                                                                      clicked=True, converted=True),
                label(9, "2025-03-10 12:00:00", user="u3"), label(8, "2025-03-11 01:00:00", user="u2")]
     altered.append(label(10, "2025-03-09 23:59:50"))  # its click and conversion on D deleted
-    after = _features_for_day(spark, HISTORY[:4] + altered, day)
+    after = _features_for_day(spark, HISTORY[:4] + altered, day, PROD, PROD_GOLD.windows_days)
     common = ["i5", "i6"]  # the impressions of D present in both versions
     assertDataFrameEqual(after.where(F.col("impression_id").isin(common)),
                          before.where(F.col("impression_id").isin(common)))
@@ -229,9 +269,11 @@ def test_no_leakage_changing_or_deleting_events_on_or_after_the_day_changes_no_f
 
 def test_leakage_check_can_fail_an_earlier_day_does_change_features(spark):
     day = date(2025, 3, 10)
-    before = _features_for_day(spark, HISTORY, day).where(F.col("impression_id") == "i5")
+    before = _features_for_day(spark, HISTORY, day, PROD, PROD_GOLD.windows_days).where(
+        F.col("impression_id") == "i5")
     flipped = [label(2, "2025-03-09 10:00:00", clicked=True) if r[0] == "i2" else r for r in HISTORY]
-    after = _features_for_day(spark, flipped, day).where(F.col("impression_id") == "i5")
+    after = _features_for_day(spark, flipped, day, PROD, PROD_GOLD.windows_days).where(
+        F.col("impression_id") == "i5")
     assert before.first()["f_user_clicks_1d"] == 0
     assert after.first()["f_user_clicks_1d"] == 1
 
@@ -291,7 +333,7 @@ def test_same_day_counts_see_only_strictly_earlier_impressions_of_the_day(spark)
         ("i5", date(2025, 3, 3), datetime(2025, 3, 3, 0, 0, 0), "u1", "a1"),   # a new day starts at zero
         ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7, 0, 0), None, "a1")],  # unknown user: no key, null
         "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string")
-    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad"), None, 7).select(
+    out = with_same_day_counts(rows, ENTITIES, SAME_DAY, None, 7).select(
         "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
     expected = spark.createDataFrame([("i1", 0.0, 0.0), ("i2", 1.0, 1.0), ("i3", 1.0, 0.0), ("i4", 3.0, 2.0),
                                       ("i5", 0.0, 0.0), ("i6", None, None)],
@@ -311,8 +353,8 @@ def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_da
         p = p.withColumn("as_of_date", F.lit(day))
         features, priors = (f, p) if features is None else (features.unionByName(f), priors.unionByName(p))
     todays = labels.where(F.col("impression_id") == "i8")   # u1 x a1 at 03-11 01:00
-    got = {lag: join_features(todays, features, priors, ENTITIES, (1, 7), ("imps", "clicks", "ctr"), ("ad",),
-                         lag_days=lag)
+    got = {lag: join_features(todays, features, priors, ENTITIES, declarations.history_features(SMALL),
+                              SMALL.context, lag_days=lag)
            .select("f_user_imps_7d", "f_user_clicks_1d", "f_user_hours_since_click").first() for lag in (0, 1)}
     # lag 0: as of 03-11 (days up to 03-10: i1 i2 i4 i5 i7; i7 clicked at 03-10 23:00:01)
     assert tuple(got[0]) == (5.0, 1.0, pytest.approx((datetime(2025, 3, 11, 1) - datetime(2025, 3, 10, 23, 0, 1))
@@ -332,7 +374,7 @@ def test_same_day_counts_with_arrival_days_count_only_what_had_landed_by_the_row
         ("i6", date(2025, 3, 2), datetime(2025, 3, 2, 7), "u1", "a1", date(2025, 3, 1)),    # landed the day before
         ("i7", date(2025, 3, 2), datetime(2025, 3, 2, 6), "u1", "a1", date(2025, 3, 2))],   # landed after i6
         "impression_id string, event_date date, event_ts timestamp, user_id string, ad_id string, dt date")
-    out = with_same_day_counts(rows, ENTITIES, ("user", "user_x_ad"), landed="dt", max_late_days=7).select(
+    out = with_same_day_counts(rows, ENTITIES, SAME_DAY, landed="dt", max_late_days=7).select(
         "impression_id", "f_user_imps_today", "f_user_x_ad_imps_today")
     # i6 was scored on 03-01, before i7 (earlier in time) had landed: 0, not 1.
     expected = spark.createDataFrame([("i1", 2.0, 2.0), ("i2", 2.0, 2.0), ("i3", 4.0, 4.0), ("i4", 5.0, 5.0),

@@ -19,8 +19,8 @@ from tests.conftest import TINY
 
 MONDAY = date(2025, 3, 3)   # the generated fixture's last night
 SMALL = {"training_set": {"train_days": 1, "validation_days": 1, "test_days": 1},
-         "train": {"schedule": "weekly:mon", "models": ["xgboost", "lr"], "ablation": False, "num_rounds": 10,
-                   "early_stopping_rounds": 3, "max_depth": 3, "gbdt_lr_trees": 5, "lr_max_iter": 10}}
+         "train": {"schedule": "weekly:mon", "models": ["xgboost", "lr"], "ablations": ["entity_only"],
+                   "num_rounds": 10, "early_stopping_rounds": 3, "max_depth": 3, "gbdt_lr_trees": 5, "lr_max_iter": 10}}
 
 
 def test_generated_nights_record_why_they_did_not_train(spark, generated):
@@ -67,7 +67,7 @@ def test_a_due_night_builds_the_training_set_trains_and_links_the_runs(spark, tr
     assert ts["splits"] == {"train": ["2025-03-01", "2025-03-01"], "validation": ["2025-03-02", "2025-03-02"],
                             "test": ["2025-03-03", "2025-03-03"]}
     assert ts["quality"]["passed"]
-    assert set(training["models"]) == {"xgboost", "lr"}
+    assert set(training["models"]) == {"xgboost", "xgboost_entity_only", "lr"}
     experiment = client.get_experiment_by_name(cfg.train.experiment).experiment_id
     assert training["experiment_id"] == experiment
     for family, m in training["models"].items():
@@ -202,7 +202,10 @@ def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scor
     nobody = replace(cfg, train=replace(cfg.train, registered_model="nobody"))
     with pytest.raises(UsageError, match="'nobody' has no champion yet"):
         score.run_score(spark, nobody, MONDAY)
-    fewer = replace(cfg, training_set=replace(cfg.training_set, same_day=()))
+    decl = cfg.gold.features   # the same declarations without their same-day counts
+    no_same_day = replace(decl, groups=tuple(
+        replace(g, aggregations=tuple(a for a in g.aggregations if a.op != "same_day_count")) for g in decl.groups))
+    fewer = replace(cfg, gold=replace(cfg.gold, features=no_same_day))
     with pytest.raises(UsageError, match="needs feature column\\(s\\) f_user_imps_today, f_user_x_ad_imps_today"):
         score.run_score(spark, fewer, MONDAY)
     with pytest.raises(UsageError, match="--table needs --out"):
@@ -219,7 +222,7 @@ def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scor
 
 
 def test_closed_scores_are_monitored_into_a_table_and_the_models_run(spark, scored):
-    from jobs.stages.train import resolve_uri
+    from jobs.runtime.layout import resolve_uri
 
     cfg, _, reg = scored
     m = score.monitor_day(spark, cfg, MONDAY, MONDAY)   # label_maturity_days 0 here: Monday's labels are closed
@@ -235,3 +238,27 @@ def test_closed_scores_are_monitored_into_a_table_and_the_models_run(spark, scor
                                                                                  reg["version"]).tags["run_id"],
                                                 "scored_ne")
     assert [(h.step, round(h.value, 9)) for h in history] == [(20250303, round(m["ne"], 9))]
+
+
+def test_the_catalog_lists_every_declared_feature_with_its_data_and_its_value_in_the_champion(spark, scored):
+    from jobs.stages.catalog import run_catalog
+    from pipelines import declarations
+
+    cfg, _, _ = scored
+    paths = run_catalog(spark, cfg)
+    md, page = storage.read_text(spark, paths["markdown"]), storage.read_text(spark, paths["html"])
+    lines = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith("| f_")]
+    rows = {cells[0]: cells for cells in lines}
+    # each declared feature once (grouped by aggregation, so not in the training set's column order)
+    assert len(lines) == len(rows) and sorted(rows) == sorted(declarations.feature_columns(cfg.gold.features))
+    assert all(rows[n][10].endswith("%") for n in rows)                 # null share in the training set
+    assert rows["f_user_imps_1d"][11].endswith("%") and rows["f_user_ctr_7d"][11].endswith("%")  # default share
+    assert rows["f_hour"][11] == "-"                                    # a contextual feature has no default
+    assert rows["f_user_imps_1d"][9] == "2025-03-02"    # the first snapshot with data: the one after the first day
+    shares = [float(r[12].rstrip("%")) for r in rows.values()]   # of the champion's importance (c_* take the rest)
+    assert 0 < sum(shares) <= 100.5 and max(shares) > 0
+    # the entity_only ablation of the same training left out exactly the cross-entity features
+    assert {n for n, r in rows.items() if r[13].startswith("entity_only ")} == {n for n in rows if "_x_" in n}
+    for name in rows:
+        assert f"<code>{name}</code>" in page
+    assert "<script" not in page and "src=" not in page and "@import" not in page and "://" not in page

@@ -113,8 +113,8 @@ def test_first_best_model_becomes_champion_and_a_worse_one_stays_challenger(trai
 
 
 def test_score_job_scores_a_users_table_by_day_with_table(trained, spark):
+    from jobs.runtime.layout import resolve_uri
     from jobs.stages.score import run_score
-    from jobs.stages.train import resolve_uri
     from pipelines.train.scorers import CtrModel  # noqa: F401 - the logged model unpickles it
 
     cfg, frame, _ = trained

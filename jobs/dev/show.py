@@ -73,6 +73,8 @@ def main() -> int:
         print(f"  quality Data Docs   {docs}")
         print(f"  validation results  {results}  (GX JSON, one per suite and run)")
         print(f"  gate summaries      {runs}/dt=*/{{ingest,silver,gold}}.json")
+    if (wh / "catalog" / "features.html").is_file():
+        print(f"  feature catalog     {wh}/catalog/features.html  (+ features.md; make catalog rewrites it)")
     if any(json.loads(path.read_text()).get("training", {}).get("status") == "trained" for path in reports):
         print("  MLflow runs         make mlflow-ui, then the run links above (http://127.0.0.1:5000)")
     print("  query a table       .venv/bin/pyspark  then  spark.read.format('delta').load('<table path>')")

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from pipelines import declarations
 from pipelines.config import (
     AppConfig,
     CleanConfig,
@@ -36,6 +37,7 @@ from pipelines.config import (
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
 from pipelines.schedule import parse_schedule
 from pipelines.train.features import ABLATIONS
+from pipelines.training_set import TRAINING_SET_BASE_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -258,25 +260,42 @@ def _validate(cfg: AppConfig) -> None:
 
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
-FEATURE_STATS = ("imps", "clicks", "viewable", "conv", "ctr", "vctr", "users")
+# Settings that moved into the feature declarations: a clear pointer instead of "unknown setting".
+MOVED_TO_DECLARATIONS = {("gold", "entities"): "feature groups (groups.<name>.keys)",
+                         ("gold", "distinct_users_for"): "a distinct_count of user_id in the group",
+                         ("training_set", "stats"): "the group's aggregations",
+                         ("training_set", "same_day"): "a same_day_count in the group"}
+
+
+def read_declarations(raw: dict[str, Any]) -> declarations.Declarations:
+    """Read gold.features_file (relative paths: under the repository) against gold.windows_days."""
+    for (section, key), now in MOVED_TO_DECLARATIONS.items():
+        _require(key not in (raw.get(section) or {}),
+                 f"{section}.{key} is no longer a setting: declare it in the feature declarations "
+                 f"(gold.features_file, conf/features.yaml) as {now}; docs/features.md shows the format")
+    gold = raw.get("gold")
+    _require(isinstance(gold, dict), "missing config section 'gold'" if gold is None else
+             f"config section gold must be a mapping, got {_shown(gold)}")
+    file_text = _check_value(gold.get("features_file"), str, "gold.features_file")
+    windows = _check_value(gold.get("windows_days"), tuple[int, ...], "gold.windows_days")
+    _require(bool(windows) and all(1 <= w <= 366 for w in windows) and len(set(windows)) == len(windows),
+             f"gold.windows_days must be distinct whole numbers of days between 1 and 366, got {list(windows)}")
+    path = Path(file_text)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    _require(path.exists(), f"gold.features_file {path} does not exist")
+    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"gold.features_file {path} must be a regular file of at most {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        return declarations.read(path, windows, ENTITY_KEY_COLUMNS)
+    except declarations.DeclarationError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _validate_gold(cfg: AppConfig) -> None:
-    gold, ts = cfg.gold, cfg.training_set
-    windows = gold.windows_days
-    _require(bool(windows) and all(1 <= w <= 366 for w in windows) and len(set(windows)) == len(windows),
-             f"gold.windows_days must be distinct whole numbers of days between 1 and 366, got {list(windows)}")
-    _require(bool(gold.entities), "gold.entities must name at least one entity")
-    for name, keys in gold.entities.items():
-        _require(bool(IDENTIFIER.match(name)), f"gold.entities: {name!r} must be lower_snake_case")
-        _require(bool(keys), f"gold.entities.{name} must list its key columns")
-        for key in keys:
-            _require(key in ENTITY_KEY_COLUMNS, f"gold.entities.{name}: unknown key column {key!r} "
-                                                f"(choose from {', '.join(ENTITY_KEY_COLUMNS)})")
-    for name in gold.distinct_users_for:
-        _require(name in gold.entities, f"gold.distinct_users_for: {name!r} is not one of gold.entities")
-        _require("user_id" not in gold.entities[name],
-                 f"gold.distinct_users_for: {name!r} is keyed by user_id, so it has one user by definition")
+    gold, ts, tr = cfg.gold, cfg.training_set, cfg.train
+    decl = gold.features
+    _check_feature_names(decl, tr)
     p = gold.prior
     _require(p.min_impressions >= 1 and p.min_keys >= 2, "gold.prior.min_impressions must be >= 1 and "
                                                          "gold.prior.min_keys >= 2")
@@ -287,21 +306,40 @@ def _validate_gold(cfg: AppConfig) -> None:
     _require(ts.train_days >= 1 and ts.validation_days >= 1 and ts.test_days >= 1,
              "training_set.train_days, validation_days and test_days must each be at least 1")
     _require(0 < ts.neg_keep_rate <= 1, f"training_set.neg_keep_rate must be in (0, 1], got {ts.neg_keep_rate}")
-    for stat in ts.stats:
-        _require(stat in FEATURE_STATS, f"training_set.stats: unknown statistic {stat!r} "
-                                        f"(choose from {', '.join(FEATURE_STATS)})")
     _require(0 <= ts.snapshot_lag_days <= 7, f"training_set.snapshot_lag_days must be 0 .. 7, got "
                                               f"{ts.snapshot_lag_days}")
-    for name in ts.same_day:
-        _require(name in gold.entities, f"training_set.same_day: {name!r} is not one of gold.entities")
-        # Behavioural-bot user-days leave the labels when they close, but a scorer counted their impressions:
-        # only keys that hold the user lose exactly the rows they counted (README "Training/serving parity").
-        _require("user_id" in gold.entities[name], f"training_set.same_day: {name!r} is not keyed by user_id, so "
-                                                   "its counts would include behavioural-bot impressions at scoring "
-                                                   "and not in training")
     for col in ts.categorical:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
+
+
+def _check_feature_names(decl: declarations.Declarations, tr: TrainConfig) -> None:
+    """Declared names against what the trainer infers from names: its prefix, the ablations' marker and pattern."""
+    history = re.compile(tr.history_pattern)
+    taken = {*TRAINING_SET_BASE_COLUMNS}
+    for name, group, line in [(n, g, a.line) for g in decl.groups for a in g.aggregations for n in a.names]:
+        at = f"{decl.path}:{line}: feature {name} (group {group.name})"
+        _require(name.startswith(tr.numeric_prefix), f"{at}: the name must start with train.numeric_prefix "
+                                                     f"{tr.numeric_prefix!r}, or the trainer will not read it")
+        _require(bool(history.search(name)), f"{at}: a history feature's name must match train.history_pattern "
+                                             f"{tr.history_pattern!r} (e.g. end in _<w>d), or the ablations "
+                                             "would count it as contextual")
+        cross = len(group.keys) > 1
+        _require((tr.cross_marker in name) == cross,
+                 f"{at}: the name must {'' if cross else 'not '}contain train.cross_marker {tr.cross_marker!r}: "
+                 f"the group has {len(group.keys)} key column{'s' if cross else ''}, and the entity_only ablation "
+                 "tells cross-entity features by that marker")
+        _require(name not in taken, f"{at}: name clash with a training-set column")
+    for c in decl.context:
+        at = f"{decl.path}:{c.line}: feature {c.name} (context)"
+        _require(c.name.startswith(tr.numeric_prefix), f"{at}: the name must start with train.numeric_prefix "
+                                                       f"{tr.numeric_prefix!r}")
+        _require(not history.search(c.name), f"{at}: a contextual feature's name must not match "
+                                              f"train.history_pattern {tr.history_pattern!r}")
+        _require(tr.cross_marker not in c.name and c.name not in taken,
+                 f"{at}: the name must not contain {tr.cross_marker!r} nor clash with a training-set column")
+
+
 MODEL_FAMILIES = ("xgboost", "lightgbm", "gbdt_lr", "lr")
 COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -407,6 +445,10 @@ def load_config(
     clean_raw["ua_hash_key"] = os.environ.get(key_env) or None
     raw = {**raw, "clean": clean_raw}
 
+    features = read_declarations(raw)
+    _require("features" not in raw["gold"], "unknown setting gold.features (the declarations file is "
+                                            "gold.features_file)")
+
     sections = {f.name: f for f in dataclasses.fields(AppConfig)}
     unknown = sorted(set(raw) - set(sections), key=str)
     if unknown:
@@ -419,6 +461,7 @@ def load_config(
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
+    built["gold"] = dataclasses.replace(built["gold"], features=features)
     cfg = AppConfig(**built)
     _validate(cfg)
     _validate_gold(cfg)

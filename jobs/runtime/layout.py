@@ -43,3 +43,8 @@ class Warehouse:
 
     def report(self, day: date) -> str:
         return f"{self.report_dir(day)}/run_report.json"
+
+
+def resolve_uri(root: str, path: str) -> str:
+    """``path`` as it is when absolute or a URI, else under ``root`` (train.table under the warehouse, ...)."""
+    return path if "://" in path or path.startswith("/") else f"{root}/{path}"

@@ -105,7 +105,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
 def run_score(spark: SparkSession, cfg: AppConfig, day: date, table: str | None = None, out: str | None = None) -> dict:
     """Score ``day`` with the champion; returns what was written (table, rows, model, seconds)."""
     from jobs.runtime import tracking
-    from jobs.stages.train import resolve_uri
+    from jobs.runtime.layout import resolve_uri
 
     started = time.monotonic()
     tr, wh = cfg.train, Warehouse(cfg.paths.warehouse)
@@ -168,7 +168,7 @@ def monitor_day(spark: SparkSession, cfg: AppConfig, event_day: date, evaluated_
     from mlflow.tracking import MlflowClient
 
     from jobs.runtime import tracking
-    from jobs.stages.train import resolve_uri
+    from jobs.runtime.layout import resolve_uri
     from pipelines.monitoring import drift_warnings, score_quality
 
     tr, sc, wh = cfg.train, cfg.score, Warehouse(cfg.paths.warehouse)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import storage
+from jobs.runtime.layout import resolve_uri
 from pipelines.config import AppConfig, TrainConfig
 from pipelines.train import encoding, metrics
 from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
@@ -26,10 +28,6 @@ from pipelines.train.xgb import balanced, train_and_validation, train_xgb
 
 log = logging.getLogger("ctr.train")
 COLUMNS = ("model", "auc", "log_loss", "ne", "gauc", "calibration", "ece", "achievable_share", "train_seconds")
-
-
-def resolve_uri(root: str, path: str) -> str:
-    return path if "://" in path or path.startswith("/") else f"{root}/{path}"
 
 
 def check_splits(data: DataFrame, tr: TrainConfig) -> tuple[float, dict[str, tuple]]:
@@ -170,6 +168,8 @@ def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, tru
     example = raw.select(*fs.columns).limit(5).toPandas()
     dataset = mlflow.data.from_spark(raw, path=table, version=str(version), name=Path(table).name)
     test_days = f"{splits['test'][1]}..{splits['test'][2]}"
+    # One id on every run of this training: the catalog finds a champion's ablation siblings by it.
+    training_id = uuid.uuid4().hex
     trained, results, runs = {}, [], {}
     try:
         for family, feats in families:
@@ -183,7 +183,8 @@ def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, tru
                       "family": family, "n_features": len(feats.columns), "neg_keep_rate": w,
                       "rounds": len(next(iter(curves.values()), [])) or None, "table": table, "table_version": version}
             run_id, uri = tracking.log_model_run(model, family, params, scores, curves, test_pdf,
-                                                 example[list(feats.columns)], dataset, {"test_days": test_days})
+                                                 example[list(feats.columns)], dataset,
+                                                 {"test_days": test_days, "training_id": training_id})
             runs[family] = (run_id, uri, model, scores)
             results.append({"model": family, "run_id": run_id, "n_features": len(feats.columns), **scores})
             log.info("%s: NE %.5f AUC %.4f calibration %.4f (%.0f s)", family, scores["ne"], scores["auc"],

@@ -16,15 +16,14 @@ from jobs.runtime import storage
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed, gate, restore, table_versions
 from jobs.stages.gold import labels_with_dimensions, write_snapshot
+from pipelines import declarations
 from pipelines.config import AppConfig
 from pipelines.training_set import (
     TRAINING_SET_BASE_COLUMNS,
     assign_splits,
     downsample_negatives,
-    feature_names,
     join_features,
     raw_categories,
-    same_day_names,
     snapshot_span,
     span,
     with_same_day_counts,
@@ -60,9 +59,7 @@ def ensure_snapshots(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: 
 
 def feature_columns(cfg: AppConfig) -> list[str]:
     """The f_* columns with_features adds, in order."""
-    gold, ts = cfg.gold, cfg.training_set
-    return feature_names(gold.entities, gold.windows_days, ts.stats, gold.distinct_users_for) + same_day_names(
-        ts.same_day)
+    return declarations.feature_columns(cfg.gold.features)
 
 
 def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: DataFrame, first: date, last: date,
@@ -78,7 +75,7 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
     gold, ts = cfg.gold, cfg.training_set
     # Checkpointed (not only cached): the dimension joins and ten entity joins in one
     # plan make Spark's planner walk it exponentially often; a checkpoint is a leaf it plans once.
-    counted = with_same_day_counts(rows, gold.entities, ts.same_day, landed=landed,
+    counted = with_same_day_counts(rows, gold.entities, gold.same_day, landed=landed,
                                    max_late_days=cfg.clean.lookback_days)
     counted = (counted if keep is None else counted.where(keep)).localCheckpoint(eager=True)
     lo, hi = snapshot_span(first, last, ts.snapshot_lag_days)
@@ -86,8 +83,8 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
     priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
                   if r["n"] <= gold.broadcast_max_keys)
-    return join_features(counted, features, priors, gold.entities, gold.windows_days, ts.stats,
-                         gold.distinct_users_for, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
+    return join_features(counted, features, priors, gold.entities, declarations.history_features(gold.features),
+                         gold.features.context, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
                          landed=landed)
 
 
