@@ -22,7 +22,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars lint test demo catalog demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
+.PHONY: help install jars lint test demo catalog backfill-feature demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -97,6 +97,9 @@ train: $(STAMP) $(JARS_STAMP)  ## train, evaluate and gate the CTR models on the
 
 score: $(STAMP) $(JARS_STAMP)  ## make score DATE=YYYY-MM-DD: the champion's calibrated CTR for every impression landed that day
 	$(SPARK_SUBMIT) jobs/score.py --date $(DATE) --warehouse $(WAREHOUSE)
+
+backfill-feature: $(STAMP) $(JARS_STAMP)  ## make backfill-feature NAME=group [START=D END=D]: one new or changed feature group for history, alone
+	$(SPARK_SUBMIT) jobs/backfill_feature.py --name "$(NAME)" --warehouse $(WAREHOUSE) $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
 catalog: $(STAMP) $(JARS_STAMP)  ## the feature catalog (features.md, features.html): every declared feature, its data, its value in the champion [WAREHOUSE=...]
 	$(SPARK_SUBMIT) jobs/catalog.py --warehouse $(WAREHOUSE)

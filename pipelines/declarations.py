@@ -91,9 +91,10 @@ class FeatureGroup:
 
     @property
     def fingerprint(self) -> str:
-        """What the group's stored data depends on (keys and operations; not descriptions): a short hash."""
-        shape = {"keys": list(self.keys), "aggregations": sorted(
-            json.dumps([a.op, a.input, a.filter, sorted(a.windows)]) for a in self.aggregations)}
+        """What the group's stored data depends on, as a short hash: its keys, and whether its partials carry user
+        sketches. Gold's partials and snapshots hold every count of a key whatever is declared, so a new count or
+        rate of an existing group needs no backfill; new keys or a new distinct_count do."""
+        shape = {"keys": list(self.keys), "users_sketch": any(a.op == "distinct_count" for a in self.aggregations)}
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -6,6 +6,7 @@ or abfss:// URI all work the same, given the cluster's connectors.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from typing import Any
 
@@ -100,17 +101,23 @@ def is_delta(spark: SparkSession, uri: str) -> bool:
 
 
 def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
-                    also_partition_by: tuple[str, ...] = (), add_columns: bool = False) -> None:
+                    also_partition_by: tuple[str, ...] = (), add_columns: bool = False,
+                    only: dict[str, str] | None = None) -> None:
     """Replace exactly one date partition of a Delta table (created if absent).
 
     replaceWhere makes the write idempotent: a re-run replaces the day's rows in
     one atomic commit instead of appending them a second time. ``add_columns``
     lets a newer release add columns to a table an older one created (mergeSchema).
+    ``only`` (column -> identifier value, e.g. {"entity": "publisher"}) narrows the
+    replacement to those rows: with the column a partition column, only its files.
     """
-    hooks.write(f"{uri} {column}={day}")
+    where = f"{column} = DATE'{day.isoformat()}'" + "".join(
+        f" AND {c} = '{v}'" for c, v in (only or {}).items() if re.fullmatch(r"[a-z][a-z0-9_]*", v))
+    assert not only or where.count(" AND ") == len(only), f"refused a replaceWhere value: {only}"
+    hooks.write(f"{uri} {where}")
     writer = (df.write.format("delta")
               .mode("overwrite")
-              .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'"))
+              .option("replaceWhere", where))
     if add_columns:
         writer = writer.option("mergeSchema", "true")
     writer.partitionBy(column, *also_partition_by).save(uri)
@@ -118,3 +125,27 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
 
 def read_delta(spark: SparkSession, uri: str) -> DataFrame:
     return spark.read.format("delta").load(uri)
+
+
+def partition_columns(spark: SparkSession, uri: str) -> list[str]:
+    """The partition columns of an existing Delta table (a table an older release created keeps its own)."""
+    return list(DeltaTable.forPath(spark, uri).detail().first()["partitionColumns"])
+
+
+def table_properties(spark: SparkSession, uri: str) -> dict[str, str]:
+    return dict(DeltaTable.forPath(spark, uri).detail().first()["properties"] or {})
+
+
+def set_table_properties(spark: SparkSession, uri: str, properties: dict[str, str]) -> None:
+    """One commit setting user properties (keys and values: identifiers, dots and hex only)."""
+    for k, v in properties.items():
+        if not re.fullmatch(r"[a-z0-9_.]+", k) or not re.fullmatch(r"[a-z0-9]+", v):
+            raise ValueError(f"refused a table property {k}={v}")
+    pairs = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+    spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({pairs})")
+
+
+def table_history(spark: SparkSession, uri: str, last: int) -> list[str]:
+    """The operation and parameters of the table's ``last`` commits, newest first, as text."""
+    return [f"{r['operation']} {dict(r['operationParameters'] or {})}"
+            for r in DeltaTable.forPath(spark, uri).history(last).collect()]

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import storage
+from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import ObservedChecks, gate, observe_checks
 from jobs.runtime.rollback import begin, finish
@@ -72,12 +73,24 @@ def labels_with_dimensions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, f
     return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed)
 
 
+def by_entity(spark: SparkSession, uri: str) -> tuple[str, ...]:
+    """Partition by ``entity`` too (so one group's rows are its own files), unless the table exists without it:
+    one an older release created keeps its partitioning."""
+    return ("entity",) if not storage.is_delta(spark, uri) or "entity" in storage.partition_columns(spark, uri) \
+        else ()
+
+
+def _only(entity: str | None) -> dict[str, str] | None:
+    return {"entity": entity} if entity else None
+
+
 def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date,
-                   checked_for: date | None = None) -> ObservedChecks | None:
-    """Write event day E's partials; with ``checked_for`` (the arrival date), the gate's checks ride on the write."""
+                   checked_for: date | None = None, entity: str | None = None) -> ObservedChecks | None:
+    """Write event day E's partials; with ``checked_for`` (the arrival date), the gate's checks ride on the write;
+    with ``entity``, replace only that group's rows (its config declares it alone: backfill_feature)."""
     gold = cfg.gold
     if not storage.is_delta(spark, wh.gold("entity_day")):
-        spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date").save(
+        spark.createDataFrame([], PARTIALS_DDL).write.format("delta").partitionBy("event_date", "entity").save(
             wh.gold("entity_day"))
     # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
     events = labels_with_dimensions(spark, cfg, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
@@ -85,43 +98,53 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
     checks = None
     if checked_for:
         partials, checks = observe_checks(cfg, "gold_entity_day", partials, checked_for, event_day)
-    storage.write_partition(partials, wh.gold("entity_day"), event_day, "event_date")
+    storage.write_partition(partials, wh.gold("entity_day"), event_day, "event_date",
+                            also_partition_by=by_entity(spark, wh.gold("entity_day")), only=_only(entity))
     events.unpersist()
     return checks
 
 
-def write_conversion_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date) -> int:
+def write_conversion_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day: date,
+                              entity: str | None = None) -> int:
     """Write event day C's conversions per entity key from its closed conversion labels; returns the conversions."""
     uri = wh.gold("conversion_day")
     if not storage.is_delta(spark, uri):
-        spark.createDataFrame([], CONVERSIONS_DDL).write.format("delta").partitionBy("event_date").save(uri)
+        spark.createDataFrame([], CONVERSIONS_DDL).write.format("delta").partitionBy("event_date", "entity").save(uri)
     closed = storage.read_delta(spark, wh.silver("conversion_labels")).where(
         F.col("event_date") == F.lit(event_day)).select("impression_id", "converted")
     events = (labels_with_dimensions(spark, cfg, wh, event_day, event_day).drop("converted")   # the provisional flag
               .join(closed, on="impression_id", how="inner"))
     partials = daily_conversions(events, cfg.gold.entities).select(*CONVERSION_PARTIAL_COLUMNS).persist()
-    storage.write_partition(partials, uri, event_day, "event_date")
+    storage.write_partition(partials, uri, event_day, "event_date", also_partition_by=by_entity(spark, uri),
+                            only=_only(entity))
     converted = closed.where("converted").count()
     partials.unpersist()
     return converted
 
 
 def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: date,
-                   checked_for: date | None = None) -> tuple[dict[str, int], ObservedChecks | None]:
+                   checked_for: date | None = None, entity: str | None = None
+                   ) -> tuple[dict[str, int], ObservedChecks | None]:
     """Assemble the windows as of ``as_of`` from partials; returns keys per entity (and the observed checks,
-    as ``write_partials``)."""
+    as ``write_partials``; ``entity`` as there)."""
     gold = cfg.gold
     conversions_uri = wh.gold("conversion_day")
     conversions = storage.read_delta(spark, conversions_uri) if storage.is_delta(spark, conversions_uri) else None
-    raw = window_snapshot(storage.read_delta(spark, wh.gold("entity_day")), as_of, gold.windows_days,
+    partials = storage.read_delta(spark, wh.gold("entity_day"))
+    if entity:
+        partials = partials.where(F.col("entity") == entity)
+        conversions = conversions.where(F.col("entity") == entity) if conversions is not None else None
+    raw = window_snapshot(partials, as_of, gold.windows_days,
                           cfg.clean.label_maturity_days, conversions, cfg.clean.conversion_maturity_days).persist()
     priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
-    storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date")
+    storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date",
+                            also_partition_by=by_entity(spark, wh.gold("priors")), only=_only(entity))
     features = with_smoothed_rates(raw, priors, gold.windows_days).select(*snapshot_columns(gold.windows_days))
     checks = None
     if checked_for:
         features, checks = observe_checks(cfg, "gold_features", features, checked_for, as_of)
-    storage.write_partition(features, wh.gold("features"), as_of, "as_of_date", also_partition_by=("entity",))
+    storage.write_partition(features, wh.gold("features"), as_of, "as_of_date", also_partition_by=("entity",),
+                            only=_only(entity))
     keys = {r["entity"]: r["n"] for r in raw.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()}
     for r in priors.where(F.col("window_days") == max(gold.windows_days)).orderBy("entity", "rate").collect():
         log.info("  prior %-22s %-4s %2dd: mean %.4f strength %9.1f from %d keys", r["entity"], r["rate"],
@@ -131,9 +154,50 @@ def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: da
     return keys, checks
 
 
+FINGERPRINT = "ctr.features.fingerprint."   # + group: a gold/features table property
+
+
+def stored_fingerprints(spark: SparkSession, wh: Warehouse) -> dict[str, str] | None:
+    """Group -> fingerprint of the declaration its data was built with; None before any snapshot."""
+    uri = wh.gold("features")
+    if not storage.is_delta(spark, uri):
+        return None
+    props = storage.table_properties(spark, uri)
+    return {k[len(FINGERPRINT):]: v for k, v in props.items() if k.startswith(FINGERPRINT)}
+
+
+def record_fingerprints(spark: SparkSession, wh: Warehouse, groups: dict[str, str]) -> None:
+    storage.set_table_properties(spark, wh.gold("features"), {FINGERPRINT + g: fp for g, fp in groups.items()})
+
+
+def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict[str, str]:
+    """Refuse (exit 2) when a declared group's stored data was built under another declaration, or a new group has
+    no history yet; returns the fingerprints to record (all of them the first time, else none).
+
+    What a group's stored data depends on is its keys and whether its partials carry user
+    sketches (FeatureGroup.fingerprint). A warehouse from before fingerprints adopts the
+    declarations as they are.
+    """
+    declared = {g.name: g.fingerprint for g in cfg.gold.features.groups}
+    stored = stored_fingerprints(spark, wh)
+    if not stored:   # a fresh warehouse, or one built before fingerprints: nothing to compare with
+        return declared
+    changed = sorted(g for g in declared if g in stored and stored[g] != declared[g])
+    new = sorted(g for g in declared if g not in stored)
+    if changed or new:
+        parts = ([f"changed since their data was built (keys or user sketches): {', '.join(changed)}"] if changed
+                 else []) + ([f"new, with no history yet: {', '.join(new)}"] if new else [])
+        raise UsageError(f"feature group(s) {'; '.join(parts)}. Gold would mix them with data of the old "
+                         f"declaration or leave their history empty: run `make backfill-feature "
+                         f"NAME={(changed + new)[0]}` (jobs/backfill_feature.py) for each first "
+                         f"({cfg.gold.features.path})")
+    return {}
+
+
 def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int = 1) -> dict:
     """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
     wh = Warehouse(cfg.paths.warehouse)
+    unrecorded = check_declarations(spark, cfg, wh)
     started = time.monotonic()
     event_day = click_day_closed_by(day, cfg.clean)
     as_of = event_day + timedelta(days=1)
@@ -149,6 +213,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
     converted = write_conversion_partials(spark, cfg, wh, conversion_day)
     keys, snapshot_checks = write_snapshot(spark, cfg, wh, as_of, checked_for)
+    if unrecorded:   # the declarations this warehouse's features are built with, from now on
+        record_fingerprints(spark, wh, unrecorded)
     seconds = time.monotonic() - started
     log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
              f"{sum(keys.values()):,}", seconds)

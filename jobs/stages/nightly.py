@@ -10,7 +10,7 @@ import time
 from jobs.runtime import hooks, storage
 from jobs.runtime.layout import Warehouse
 from jobs.stages import nightly_training
-from jobs.stages.gold import run_gold
+from jobs.stages.gold import check_declarations, run_gold
 from jobs.stages.ingest import run_ingest
 from jobs.stages.restore import record_point
 from jobs.stages.silver import run_silver
@@ -77,6 +77,7 @@ def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
 def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:
     wh = Warehouse(cfg.paths.warehouse)
     times: dict[str, float] = {}
+    check_declarations(spark, cfg, wh)   # a changed feature declaration stops the night before any work
     t0 = time.monotonic()
     log.info("[1/4] ingest dt=%s", day)
     stage_jobs(spark, "ingest", day)

@@ -1,0 +1,67 @@
+"""The stage behind `jobs/backfill_feature.py` (one feature group's history, alone; the check that refuses a changed
+declaration without it is jobs/stages/gold.py:check_declarations).
+
+How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.runtime import storage
+from jobs.runtime.cli import UsageError
+from jobs.runtime.layout import Warehouse
+from jobs.stages.gold import record_fingerprints, write_conversion_partials, write_partials, write_snapshot
+from pipelines.config import AppConfig
+
+log = logging.getLogger("ctr.backfill_feature")
+
+
+def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: date | None = None,
+                         end: date | None = None) -> dict:
+    """Rebuild one group's partials, conversion partials, snapshots and priors for event days start .. end.
+
+    Writes only that group's partitions (entity = group), so no other group's files are
+    rewritten; records the group's fingerprint. Default range: every closed label day.
+    """
+    decl, wh = cfg.gold.features, Warehouse(cfg.paths.warehouse)
+    group = next((g for g in decl.groups if g.name == name or name in
+                  {n for a in g.aggregations for n in a.names}), None)
+    if group is None:
+        raise UsageError(f"no feature group or feature named {name!r} in {decl.path} (groups: "
+                         f"{', '.join(g.name for g in decl.groups)})")
+    if not storage.is_delta(spark, wh.silver("labels")) or not storage.is_delta(spark, wh.gold("entity_day")):
+        raise UsageError("no closed labels or gold partials yet: run the nightly job (make backfill) first")
+    lo, hi = storage.read_delta(spark, wh.silver("labels")).agg(F.min("event_date"), F.max("event_date")).first()
+    first, last = max(start or lo, lo), min(end or hi, hi)
+    if first > last:
+        raise UsageError(f"nothing to backfill: closed labels cover {lo} .. {hi}, the range asked is "
+                         f"{start or lo} .. {end or hi}")
+    started = time.monotonic()
+    # The same writers as the nightly gold, on a config that declares this group alone.
+    alone = replace(cfg, gold=replace(cfg.gold, features=replace(decl, groups=(group,), context=())))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    log.info("backfill of feature group %s (%s): event days %s .. %s", group.name, " x ".join(group.keys), first,
+             last)
+    for day in days:
+        write_partials(spark, alone, wh, day, entity=group.name)
+    closed = storage.read_delta(spark, wh.silver("conversion_labels")).where(
+        F.col("event_date").between(F.lit(first), F.lit(last))).select("event_date").distinct() \
+        if storage.is_delta(spark, wh.silver("conversion_labels")) else None
+    conversion_days = sorted(r[0] for r in closed.collect()) if closed is not None else []
+    for day in conversion_days:
+        write_conversion_partials(spark, alone, wh, day, entity=group.name)
+    for day in days:   # the snapshot as of E + 1 is the one the night that closed E published
+        write_snapshot(spark, alone, wh, day + timedelta(days=1), entity=group.name)
+    record_fingerprints(spark, wh, {group.name: group.fingerprint})
+    seconds = time.monotonic() - started
+    log.info("backfill of %s done in %.1fs: %d partial days, %d conversion days, %d snapshots", group.name, seconds,
+             len(days), len(conversion_days), len(days))
+    return {"group": group.name, "features": [n for a in group.aggregations for n in a.names],
+            "event_days": [first.isoformat(), last.isoformat()], "conversion_days": len(conversion_days),
+            "snapshots": [(first + timedelta(days=1)).isoformat(), (last + timedelta(days=1)).isoformat()],
+            "fingerprint": group.fingerprint, "seconds": round(seconds, 1)}

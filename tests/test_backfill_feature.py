@@ -1,0 +1,109 @@
+"""One feature group backfilled alone: the same rows the nightly gold wrote, only its own files rewritten, and a
+declaration change refused until its backfill ran."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.runtime import storage
+from jobs.runtime.cli import UsageError
+from jobs.runtime.config import load_config
+from jobs.runtime.layout import Warehouse
+from jobs.stages.backfill_feature import run_backfill_feature
+from jobs.stages.gold import check_declarations, labels_with_dimensions, stored_fingerprints
+from pipelines import declarations
+from pipelines.features import ENTITY_KEY_COLUMNS
+from tests.conftest import TINY
+
+TABLES = ("entity_day", "conversion_day", "features", "priors")
+NEW_GROUP = """\
+groups:
+  device_x_category:
+    keys: [device_type, ad_category]
+    description: how an ad category does on a device type
+    owner: tests
+    since: 2026-12-06
+    aggregations:
+      - {op: count, input: impressions, description: d, windows: {1: f_device_x_category_imps_1d}}
+      - {op: rate, input: clicks, description: d, windows: {7: f_device_x_category_ctr_7d}}
+"""
+
+
+@pytest.fixture(scope="module")
+def copy(spark, generated, tmp_path_factory):
+    """A copy of the three generated nights' warehouse."""
+    base, _, _ = generated
+    root = tmp_path_factory.mktemp("backfill")
+    shutil.copytree(base.paths.warehouse, root / "warehouse")
+    paths = {"landing": base.paths.landing, "warehouse": str(root / "warehouse")}
+    return load_config("local", [TINY], {"paths": paths})
+
+
+def files(spark, uri: str) -> dict[str, set[str]]:
+    """Entity -> the Delta data files of its partitions, as the table's current version lists them."""
+    out: dict[str, set[str]] = {}
+    for f in storage.read_delta(spark, uri).inputFiles():
+        entity = next((p[len("entity="):] for p in f.split("/") if p.startswith("entity=")), "?")
+        out.setdefault(entity, set()).add(f)
+    return out
+
+
+def test_a_backfilled_group_gets_the_rows_the_nightly_wrote_and_no_other_file_changes(spark, copy):
+    wh = Warehouse(copy.paths.warehouse)
+    assert stored_fingerprints(spark, wh) == {g.name: g.fingerprint for g in copy.gold.features.groups}
+    before = {t: files(spark, wh.gold(t)) for t in TABLES}
+    def publisher_rows(table: str):
+        df = storage.read_delta(spark, wh.gold(table)).where(F.col("entity") == "publisher")
+        # an HLL sketch's bytes depend on the order it saw its users in; its estimate does not
+        return (df.withColumn("users_sketch", F.hll_sketch_estimate("users_sketch"))
+                if "users_sketch" in df.columns else df)
+
+    expected = {t: publisher_rows(t).localCheckpoint() for t in TABLES}
+    out = run_backfill_feature(spark, copy, "f_publisher_ctr_7d")   # a feature names its group
+    assert out["group"] == "publisher" and out["event_days"] == ["2025-03-01", "2025-03-02"]
+    for t in TABLES:
+        after = files(spark, wh.gold(t))
+        assert {e: f for e, f in after.items() if e != "publisher"} == \
+               {e: f for e, f in before[t].items() if e != "publisher"}, t       # no other group's file rewritten
+        if "publisher" in before[t]:
+            assert after["publisher"].isdisjoint(before[t]["publisher"]), t     # its own were
+        assertDataFrameEqual(publisher_rows(t), expected[t])
+    # the commits say what they did: the fingerprint, after writes that replaced only publisher partitions
+    history = storage.table_history(spark, wh.gold("features"), 3)
+    assert history[0].startswith("SET TBLPROPERTIES") and "ctr.features.fingerprint.publisher" in history[0], history
+    assert all(h.startswith("WRITE") and "entity = 'publisher'" in h for h in history[1:]), history
+
+
+def test_a_new_group_is_refused_until_backfilled_then_built_like_any_other(spark, copy, tmp_path):
+    path = tmp_path / "features.yaml"
+    shipped = Path(copy.gold.features.path).read_text()
+    assert shipped.count("\ngroups:\n") == 1
+    path.write_text(shipped.replace("\ngroups:\n", "\n" + NEW_GROUP))   # the new group first, then the shipped
+    cfg = replace(copy, gold=replace(copy.gold, features=declarations.read(path, copy.gold.windows_days,
+                                                                           ENTITY_KEY_COLUMNS)))
+    wh = Warehouse(cfg.paths.warehouse)
+    with pytest.raises(UsageError, match=r"new, with no history yet: device_x_category.*make backfill-feature "
+                                         r"NAME=device_x_category"):
+        check_declarations(spark, cfg, wh)
+    run_backfill_feature(spark, cfg, "device_x_category", end=date(2025, 3, 2))
+    assert check_declarations(spark, cfg, wh) == {}
+    snap = storage.read_delta(spark, wh.gold("features")).where(
+        (F.col("entity") == "device_x_category") & (F.col("as_of_date") == date(2025, 3, 3)))
+    day = labels_with_dimensions(spark, cfg, wh, date(2025, 3, 2), date(2025, 3, 2))
+    known = day.where(F.col("device_type").isNotNull() & F.col("ad_category").isNotNull())
+    assert known.count() > 0 and snap.agg(F.sum("imps_1d")).first()[0] == known.count()
+    assert snap.count() == known.select("device_type", "ad_category").distinct().count()
+    # a changed key is refused the same way
+    changed = path.read_text().replace("keys: [device_type, ad_category]", "keys: [device_type, country]")
+    path.write_text(changed)
+    cfg2 = replace(cfg, gold=replace(cfg.gold, features=declarations.read(path, cfg.gold.windows_days,
+                                                                          ENTITY_KEY_COLUMNS)))
+    with pytest.raises(UsageError, match=r"changed since their data was built \(keys or user sketches\): "
+                                         r"device_x_category"):
+        check_declarations(spark, cfg2, wh)
