@@ -349,6 +349,35 @@ def same_day_features(decl: Declarations) -> dict[str, str]:
     return {a.name: g.name for g in decl.groups for a in g.aggregations if a.op == "same_day_count"}
 
 
+def trainer_mismatches(decl: Declarations, numeric_prefix: str, cross_marker: str, history_pattern: str) -> list[str]:
+    """What the trainer would get wrong about the declared names (train.numeric_prefix, cross_marker,
+    history_pattern: it picks features and forms ablations by name), one line per feature; empty when nothing."""
+    history, out = re.compile(history_pattern), []
+    for g in decl.groups:
+        for a in g.aggregations:
+            for name in a.names:
+                at = f"{decl.path}:{a.line}: feature {name} (group {g.name})"
+                if not name.startswith(numeric_prefix):
+                    out.append(f"{at}: the name must start with train.numeric_prefix {numeric_prefix!r}, or the "
+                               "trainer will not read it")
+                if not history.search(name):
+                    out.append(f"{at}: a history feature's name must match train.history_pattern "
+                               f"{history_pattern!r} (e.g. end in _<w>d), or the ablations would count it as "
+                               "contextual")
+                if (cross_marker in name) != (len(g.keys) > 1):
+                    out.append(f"{at}: the name must {'' if len(g.keys) > 1 else 'not '}contain train.cross_marker "
+                               f"{cross_marker!r}: the group has {len(g.keys)} key column(s), and the entity_only "
+                               "ablation tells cross-entity features by that marker")
+    for c in decl.context:
+        at = f"{decl.path}:{c.line}: feature {c.name} (context)"
+        if not c.name.startswith(numeric_prefix):
+            out.append(f"{at}: the name must start with train.numeric_prefix {numeric_prefix!r}")
+        if history.search(c.name) or cross_marker in c.name:
+            out.append(f"{at}: a contextual feature's name must neither match train.history_pattern "
+                       f"{history_pattern!r} nor contain {cross_marker!r}")
+    return out
+
+
 def feature_columns(decl: Declarations) -> list[str]:
     """Every declared feature column, in the training set's order: history, context, same-day counts."""
     return [f.name for f in history_features(decl)] + [c.name for c in decl.context] + list(same_day_features(decl))

@@ -37,7 +37,6 @@ from pipelines.config import (
 from pipelines.features import CATEGORICAL_COLUMNS, ENTITY_KEY_COLUMNS
 from pipelines.schedule import parse_schedule
 from pipelines.train.features import ABLATIONS
-from pipelines.training_set import TRAINING_SET_BASE_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -293,9 +292,7 @@ def read_declarations(raw: dict[str, Any]) -> declarations.Declarations:
 
 
 def _validate_gold(cfg: AppConfig) -> None:
-    gold, ts, tr = cfg.gold, cfg.training_set, cfg.train
-    decl = gold.features
-    _check_feature_names(decl, tr)
+    gold, ts = cfg.gold, cfg.training_set
     p = gold.prior
     _require(p.min_impressions >= 1 and p.min_keys >= 2, "gold.prior.min_impressions must be >= 1 and "
                                                          "gold.prior.min_keys >= 2")
@@ -311,33 +308,6 @@ def _validate_gold(cfg: AppConfig) -> None:
     for col in ts.categorical:
         _require(col in CATEGORICAL_COLUMNS, f"training_set.categorical: unknown column {col!r} "
                                              f"(choose from {', '.join(CATEGORICAL_COLUMNS)})")
-
-
-def _check_feature_names(decl: declarations.Declarations, tr: TrainConfig) -> None:
-    """Declared names against what the trainer infers from names: its prefix, the ablations' marker and pattern."""
-    history = re.compile(tr.history_pattern)
-    taken = {*TRAINING_SET_BASE_COLUMNS}
-    for name, group, line in [(n, g, a.line) for g in decl.groups for a in g.aggregations for n in a.names]:
-        at = f"{decl.path}:{line}: feature {name} (group {group.name})"
-        _require(name.startswith(tr.numeric_prefix), f"{at}: the name must start with train.numeric_prefix "
-                                                     f"{tr.numeric_prefix!r}, or the trainer will not read it")
-        _require(bool(history.search(name)), f"{at}: a history feature's name must match train.history_pattern "
-                                             f"{tr.history_pattern!r} (e.g. end in _<w>d), or the ablations "
-                                             "would count it as contextual")
-        cross = len(group.keys) > 1
-        _require((tr.cross_marker in name) == cross,
-                 f"{at}: the name must {'' if cross else 'not '}contain train.cross_marker {tr.cross_marker!r}: "
-                 f"the group has {len(group.keys)} key column{'s' if cross else ''}, and the entity_only ablation "
-                 "tells cross-entity features by that marker")
-        _require(name not in taken, f"{at}: name clash with a training-set column")
-    for c in decl.context:
-        at = f"{decl.path}:{c.line}: feature {c.name} (context)"
-        _require(c.name.startswith(tr.numeric_prefix), f"{at}: the name must start with train.numeric_prefix "
-                                                       f"{tr.numeric_prefix!r}")
-        _require(not history.search(c.name), f"{at}: a contextual feature's name must not match "
-                                              f"train.history_pattern {tr.history_pattern!r}")
-        _require(tr.cross_marker not in c.name and c.name not in taken,
-                 f"{at}: the name must not contain {tr.cross_marker!r} nor clash with a training-set column")
 
 
 MODEL_FAMILIES = ("xgboost", "lightgbm", "gbdt_lr", "lr")

@@ -111,9 +111,10 @@ def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
     ``only`` (column -> identifier value, e.g. {"entity": "publisher"}) narrows the
     replacement to those rows: with the column a partition column, only its files.
     """
-    where = f"{column} = DATE'{day.isoformat()}'" + "".join(
-        f" AND {c} = '{v}'" for c, v in (only or {}).items() if re.fullmatch(r"[a-z][a-z0-9_]*", v))
-    assert not only or where.count(" AND ") == len(only), f"refused a replaceWhere value: {only}"
+    for c, v in (only or {}).items():   # they reach SQL text: identifiers only
+        if not (re.fullmatch(r"[a-z][a-z0-9_]*", c) and re.fullmatch(r"[a-z][a-z0-9_]*", v)):
+            raise ValueError(f"refused a replaceWhere condition {c} = {v!r}")
+    where = f"{column} = DATE'{day.isoformat()}'" + "".join(f" AND {c} = '{v}'" for c, v in (only or {}).items())
     hooks.write(f"{uri} {where}")
     writer = (df.write.format("delta")
               .mode("overwrite")
@@ -132,6 +133,12 @@ def partition_columns(spark: SparkSession, uri: str) -> list[str]:
     return list(DeltaTable.forPath(spark, uri).detail().first()["partitionColumns"])
 
 
+def qualified(spark: SparkSession, uri: str) -> str:
+    """``uri`` with its scheme and, for a relative local path, made absolute: SQL's delta.`path` needs one."""
+    fs, path = _fs_path(spark, uri)
+    return str(fs.makeQualified(path).toString())
+
+
 def table_properties(spark: SparkSession, uri: str) -> dict[str, str]:
     return dict(DeltaTable.forPath(spark, uri).detail().first()["properties"] or {})
 
@@ -142,7 +149,17 @@ def set_table_properties(spark: SparkSession, uri: str, properties: dict[str, st
         if not re.fullmatch(r"[a-z0-9_.]+", k) or not re.fullmatch(r"[a-z0-9]+", v):
             raise ValueError(f"refused a table property {k}={v}")
     pairs = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
-    spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({pairs})")
+    hooks.write(f"{uri} properties")
+    spark.sql(f"ALTER TABLE delta.`{qualified(spark, uri)}` SET TBLPROPERTIES ({pairs})")
+
+
+def unset_table_properties(spark: SparkSession, uri: str, keys: list[str]) -> None:
+    for k in keys:
+        if not re.fullmatch(r"[a-z0-9_.]+", k):
+            raise ValueError(f"refused a table property {k}")
+    hooks.write(f"{uri} properties")
+    names = ", ".join(f"'{k}'" for k in keys)
+    spark.sql(f"ALTER TABLE delta.`{qualified(spark, uri)}` UNSET TBLPROPERTIES IF EXISTS ({names})")
 
 
 def table_history(spark: SparkSession, uri: str, last: int) -> list[str]:

@@ -15,7 +15,13 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
-from jobs.stages.gold import record_fingerprints, write_conversion_partials, write_partials, write_snapshot
+from jobs.stages.gold import (
+    record_fingerprints,
+    stored_fingerprints,
+    write_conversion_partials,
+    write_partials,
+    write_snapshot,
+)
 from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.backfill_feature")
@@ -41,6 +47,16 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
     if first > last:
         raise UsageError(f"nothing to backfill: closed labels cover {lo} .. {hi}, the range asked is "
                          f"{start or lo} .. {end or hi}")
+    stored = stored_fingerprints(spark, wh) or {}
+    if stored and stored.get(group.name) != group.fingerprint and first > lo:
+        # the windows of the days after START would still sum partials of the old keys (or none)
+        raise UsageError(f"feature group {group.name} is new or its keys changed: its whole history must be "
+                         f"rebuilt, from {lo} (leave START out)")
+    pending = storage.glob(spark, f"{wh.root}/_quality/pending/*/dt=*.json")
+    if pending:   # that night's re-run would undo this backfill's writes along with its own
+        night = pending[0].removesuffix(".json").rpartition("/dt=")[2]
+        raise UsageError(f"the nightly run of {night} stopped before its quality gate decided: re-run it "
+                         f"(make backfill DATE={night}) before backfilling")
     started = time.monotonic()
     # The same writers as the nightly gold, on a config that declares this group alone.
     alone = replace(cfg, gold=replace(cfg.gold, features=replace(decl, groups=(group,), context=())))
@@ -57,7 +73,7 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
         write_conversion_partials(spark, alone, wh, day, entity=group.name)
     for day in days:   # the snapshot as of E + 1 is the one the night that closed E published
         write_snapshot(spark, alone, wh, day + timedelta(days=1), entity=group.name)
-    record_fingerprints(spark, wh, {group.name: group.fingerprint})
+    record_fingerprints(spark, cfg, wh, only=group.name)
     seconds = time.monotonic() - started
     log.info("backfill of %s done in %.1fs: %d partial days, %d conversion days, %d snapshots", group.name, seconds,
              len(days), len(conversion_days), len(days))

@@ -20,7 +20,7 @@ log = logging.getLogger("ctr.catalog")
 
 
 def first_data(spark: SparkSession, wh: Warehouse) -> dict[str, date]:
-    """Group -> the first as-of day whose gold snapshot holds a key of it (partition values only)."""
+    """Group -> the first as-of day whose gold snapshot holds a key of it."""
     if not storage.is_delta(spark, wh.gold("features")):
         return {}
     rows = storage.read_delta(spark, wh.gold("features")).groupBy("entity").agg(F.min("as_of_date").alias("d"))
@@ -32,8 +32,9 @@ def training_set_shares(spark: SparkSession, cfg: AppConfig, wh: Warehouse,
     """Feature -> (null share, default share) over every row of the training set, and which table version.
 
     Default = what a row gets when its key has no history: 0 for counts, the group's prior
-    mean of that day for rates (the gold/priors row of the row's snapshot day), null for a
-    last-seen recency; none for contextual features.
+    mean of that day for rates (the gold/priors row of event day - snapshot_lag_days; a row
+    that landed before its event day saw the day before's, so it may count as not default),
+    null for a last-seen recency; none for contextual features.
     """
     if not storage.is_delta(spark, table):
         return {}, None

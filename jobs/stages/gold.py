@@ -166,13 +166,24 @@ def stored_fingerprints(spark: SparkSession, wh: Warehouse) -> dict[str, str] | 
     return {k[len(FINGERPRINT):]: v for k, v in props.items() if k.startswith(FINGERPRINT)}
 
 
-def record_fingerprints(spark: SparkSession, wh: Warehouse, groups: dict[str, str]) -> None:
-    storage.set_table_properties(spark, wh.gold("features"), {FINGERPRINT + g: fp for g, fp in groups.items()})
+def record_fingerprints(spark: SparkSession, cfg: AppConfig, wh: Warehouse, only: str | None = None) -> None:
+    """Store the fingerprint of every declared group whose stored one differs (with ``only``, of that group, and of
+    the others only when none is stored yet: a warehouse from before fingerprints adopts them); forget groups no
+    longer declared, so one declared again later counts as new (its partials stopped meanwhile)."""
+    declared = {g.name: g.fingerprint for g in cfg.gold.features.groups}
+    stored = stored_fingerprints(spark, wh) or {}
+    wanted = declared if only is None or not stored else {only: declared[only]}
+    todo = {g: fp for g, fp in wanted.items() if stored.get(g) != fp}
+    if todo:
+        storage.set_table_properties(spark, wh.gold("features"), {FINGERPRINT + g: fp for g, fp in todo.items()})
+    gone = [FINGERPRINT + g for g in stored if g not in declared]
+    if gone and only is None:
+        storage.unset_table_properties(spark, wh.gold("features"), gone)
 
 
-def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict[str, str]:
+def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> None:
     """Refuse (exit 2) when a declared group's stored data was built under another declaration, or a new group has
-    no history yet; returns the fingerprints to record (all of them the first time, else none).
+    no history yet.
 
     What a group's stored data depends on is its keys and whether its partials carry user
     sketches (FeatureGroup.fingerprint). A warehouse from before fingerprints adopts the
@@ -181,7 +192,7 @@ def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> di
     declared = {g.name: g.fingerprint for g in cfg.gold.features.groups}
     stored = stored_fingerprints(spark, wh)
     if not stored:   # a fresh warehouse, or one built before fingerprints: nothing to compare with
-        return declared
+        return
     changed = sorted(g for g in declared if g in stored and stored[g] != declared[g])
     new = sorted(g for g in declared if g not in stored)
     if changed or new:
@@ -191,13 +202,12 @@ def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> di
                          f"declaration or leave their history empty: run `make backfill-feature "
                          f"NAME={(changed + new)[0]}` (jobs/backfill_feature.py) for each first "
                          f"({cfg.gold.features.path})")
-    return {}
 
 
 def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int = 1) -> dict:
     """Partials for the event day that closed with arrival date ``day``, then the snapshot as of the day after."""
     wh = Warehouse(cfg.paths.warehouse)
-    unrecorded = check_declarations(spark, cfg, wh)
+    check_declarations(spark, cfg, wh)
     started = time.monotonic()
     event_day = click_day_closed_by(day, cfg.clean)
     as_of = event_day + timedelta(days=1)
@@ -213,8 +223,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
     converted = write_conversion_partials(spark, cfg, wh, conversion_day)
     keys, snapshot_checks = write_snapshot(spark, cfg, wh, as_of, checked_for)
-    if unrecorded:   # the declarations this warehouse's features are built with, from now on
-        record_fingerprints(spark, wh, unrecorded)
+    # The declarations this warehouse's features are built with, read after begin() may have undone a killed attempt.
+    record_fingerprints(spark, cfg, wh)
     seconds = time.monotonic() - started
     log.info("gold dt=%s: partials of %s, features as of %s (%s keys) in %.1fs", day, event_day, as_of,
              f"{sum(keys.values()):,}", seconds)

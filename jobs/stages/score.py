@@ -60,10 +60,11 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
     c_* columns) and their first and last event day. UsageError when a needed input is
     missing.
     """
-    from jobs.stages.gold import dimensions
+    from jobs.stages.gold import check_declarations, dimensions
     from jobs.stages.training_set import with_features
 
     wh, ts = Warehouse(cfg.paths.warehouse), cfg.training_set
+    check_declarations(spark, cfg, wh)   # a changed group's snapshots would give its features old-key values
     if not storage.is_delta(spark, wh.silver("impressions")):
         raise UsageError(f"no silver impressions at {wh.silver('impressions')}: run `make backfill DATE={day}` first")
     lo = day - timedelta(days=cfg.clean.lookback_days)

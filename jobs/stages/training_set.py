@@ -13,9 +13,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import storage
+from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed, gate, restore, table_versions
-from jobs.stages.gold import labels_with_dimensions, write_snapshot
+from jobs.stages.gold import check_declarations, labels_with_dimensions, write_snapshot
 from pipelines import declarations
 from pipelines.config import AppConfig
 from pipelines.training_set import (
@@ -103,6 +104,12 @@ def with_closed_conversions(spark: SparkSession, wh: Warehouse, labels: DataFram
 
 def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = None) -> dict:
     wh, ts, gold = Warehouse(cfg.paths.warehouse), cfg.training_set, cfg.gold
+    tr = cfg.train
+    wrong = declarations.trainer_mismatches(gold.features, tr.numeric_prefix, tr.cross_marker, tr.history_pattern)
+    if wrong:   # the set would be built, then trained on without (or with misjudged) features
+        raise UsageError(f"{len(wrong)} declared feature name(s) do not fit the trainer's settings; the first: "
+                         f"{wrong[0]}")
+    check_declarations(spark, cfg, wh)
     started = time.monotonic()
     newest = newest_closed_day(spark, wh)
     if newest is None:
