@@ -27,6 +27,7 @@ import sys
 from jobs.runtime.cli import UsageError, base_parser, parse_date, run_main
 from jobs.runtime.spark import get_spark
 from jobs.stages.backfill_feature import run_backfill_feature
+from pipelines import declarations
 from pipelines.config import AppConfig
 
 
@@ -37,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=parse_date, help="last event day (default: the newest closed label day)")
 
     def body(args, cfg: AppConfig) -> int:
-        names = {g.name for g in cfg.gold.features.groups} | {
-            n for g in cfg.gold.features.groups for a in g.aggregations for n in a.names}
-        if args.name not in names:   # before Spark starts
+        if declarations.group_of(cfg.gold.features, args.name) is None:   # before Spark starts
             raise UsageError(f"--name {args.name!r} is no feature group or feature of {cfg.gold.features.path} "
                              f"(groups: {', '.join(g.name for g in cfg.gold.features.groups)})")
         if args.start and args.end and args.start > args.end:

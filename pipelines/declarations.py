@@ -318,6 +318,12 @@ def _declarable() -> str:
 
 # ---- compiled: what gold and the training set compute ---------------------------------------------------------
 
+def group_of(decl: Declarations, name: str) -> FeatureGroup | None:
+    """The group named ``name``, or the group declaring the feature ``name``; None when neither."""
+    return next((g for g in decl.groups if g.name == name or name in {n for a in g.aggregations for n in a.names}),
+                None)
+
+
 def entities(decl: Declarations) -> dict[str, tuple[str, ...]]:
     """Group name -> key columns: the entities gold keeps partials and snapshots of."""
     return {g.name: g.keys for g in decl.groups}

@@ -22,6 +22,7 @@ from jobs.stages.gold import (
     write_partials,
     write_snapshot,
 )
+from pipelines import declarations
 from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.backfill_feature")
@@ -35,8 +36,7 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
     rewritten; records the group's fingerprint. Default range: every closed label day.
     """
     decl, wh = cfg.gold.features, Warehouse(cfg.paths.warehouse)
-    group = next((g for g in decl.groups if g.name == name or name in
-                  {n for a in g.aggregations for n in a.names}), None)
+    group = declarations.group_of(decl, name)
     if group is None:
         raise UsageError(f"no feature group or feature named {name!r} in {decl.path} (groups: "
                          f"{', '.join(g.name for g in decl.groups)})")
