@@ -10,11 +10,15 @@ nightly gold runs, on the one group. Each write replaces only the group's own
 partitions (entity = group), so no other feature's Delta files are rewritten (the
 tables' history shows it). The training set picks the group up on its next build. Each write is one atomic
 commit that replaces what it covers: a backfill stopped midway is finished by
-running it again. The gold gate does not run on these writes.
+running it again. Every rewritten day then passes the gold gate (its checks, not
+its day-over-day volume comparison); a failure puts every gold table back as it
+was before the backfill and exits 3.
 
 The nightly gold refuses to run (exit 2, naming the groups) while a declared group
-is new or its keys or user sketches changed since its data was built; this job
-records the group's fingerprint (a gold/features table property) when it is done.
+is new or its keys, user sketches or sums changed since its data was built; this job
+records the group's fingerprint (a gold/features table property) when it is done
+and its gate passed. A newly declared sum adds its column to gold/entity_day and
+gold/features (the other groups' files are not rewritten: they read it as null).
 A warehouse built before this release stores its partials without the entity
 partition: there a backfill still writes only the group's rows, but Delta rewrites
 the files those rows share with other groups.

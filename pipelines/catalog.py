@@ -10,7 +10,7 @@ import html
 from dataclasses import dataclass
 from datetime import date
 
-from pipelines.declarations import SAME_DAY, SOURCES, Declarations
+from pipelines.declarations import SAME_DAY, SOURCES, SUM_SOURCE, Declarations
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def entries(decl: Declarations, first_data: dict[str, date], shares: dict[str, t
                 window = (f"{next(w for w, n in a.windows.items() if n == name)} d" if a.windows else
                           "same day" if (a.op, a.input, a.filter) in SAME_DAY else "longest window")
                 null, default = shares.get(name, (None, None))
+                source = SUM_SOURCE if a.op == "sum" else SOURCES[a.input]
                 out.append(Entry(name, a.description, g.owner, a.since or g.since, keys, operation, window,
-                                 SOURCES[a.input], "double", first_data.get(g.name), null, default,
+                                 source, "double", first_data.get(g.name), null, default,
                                  importance.get(name, 0.0) / total if importance else None,
                                  tuple(ablation_value.get(name, ()))))
     for c in decl.context:

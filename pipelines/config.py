@@ -94,6 +94,11 @@ class GoldConfig:
         """Feature name -> group of every declared same-day count."""
         return declarations.same_day_features(self.features)
 
+    @property
+    def sums(self) -> dict[str, tuple[str, str | None, tuple[str, ...]]]:
+        """Partial column -> (input, filter, groups) of every declared sum (pipelines/features.py ``sums``)."""
+        return declarations.sums(self.features)
+
 
 @dataclass(frozen=True)
 class TrainingSetConfig:

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from pipelines import schemas
+
 # (op, input, filter) -> snapshot column prefix (windowed ops: <prefix>_<w>d) or snapshot column
 WINDOWED = {
     ("count", "impressions", None): "imps",
@@ -45,18 +47,28 @@ WINDOWED = {
     ("rate", "clicks", "viewable"): "vctr",     # viewable clicks / viewable impressions, Beta-smoothed
     ("distinct_count", "user_id", None): "users",  # HLL sketches merged over the window
 }
+# sum: any numeric column of the labels (pipelines/schemas.py, silver/labels), with or without a filter; its daily
+# partial is sum_<input>[_<filter>] and its windows sum_<input>[_<filter>]_<w>d (sum_column).
+SUMMABLE = tuple(sorted(c for c, t in schemas.ddl_types(schemas.ddl("silver/labels")).items()
+                        if t in ("int", "bigint", "long", "double", "float")))
 LAST_SEEN = {("last_seen", "impressions", None): "last_impression_ts", ("last_seen", "clicks", None): "last_click_ts"}
 SAME_DAY = {("same_day_count", "impressions", None): "impressions earlier on the row's own day"}
 CONTEXT = {("value", "position"): "position", ("hour_of_day", "event_ts"): "event_ts"}
-OPERATIONS = ("count", "rate", "distinct_count", "last_seen", "same_day_count")
+OPERATIONS = ("count", "sum", "rate", "distinct_count", "last_seen", "same_day_count")
 INPUTS = ("impressions", "clicks", "conversions", "user_id")
 FILTERS = ("viewable", "measured")
 # Where each input's daily partials come from (the catalog's "source").
+SUM_SOURCE = "gold/entity_day (silver/labels)"
 SOURCES = {"impressions": "gold/entity_day (silver/labels)", "clicks": "gold/entity_day (silver/labels)",
            "user_id": "gold/entity_day (silver/labels, HLL sketch)",
            "conversions": "gold/conversion_day (silver/conversion_labels)",
            "position": "silver/labels", "event_ts": "silver/labels"}
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def sum_column(inp: str, flt: str | None) -> str:
+    """The partial (and, with _<w>d, snapshot) column of a declared sum: sum_in_view_ms, sum_in_view_ms_viewable."""
+    return f"sum_{inp}" + (f"_{flt}" if flt else "")
 
 
 class DeclarationError(ValueError):
@@ -92,10 +104,19 @@ class FeatureGroup:
     @property
     def fingerprint(self) -> str:
         """What the group's stored data depends on, as a short hash: its keys, and whether its partials carry user
-        sketches. Gold's partials and snapshots hold every count of a key whatever is declared, so a new count or
-        rate of an existing group needs no backfill; new keys or a new distinct_count do."""
-        shape = {"keys": list(self.keys), "users_sketch": any(a.op == "distinct_count" for a in self.aggregations)}
+        sketches, and the sums its partials carry. Gold's partials and snapshots hold every count of a key whatever
+        is declared, so a new count or rate of an existing group needs no backfill; new keys, a new distinct_count
+        or a new sum do."""
+        shape: dict[str, Any] = {"keys": list(self.keys),
+                                 "users_sketch": any(a.op == "distinct_count" for a in self.aggregations)}
+        if self.sums:   # only when declared: the groups without one keep the fingerprints they were stored with
+            shape["sums"] = list(self.sums)
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def sums(self) -> tuple[str, ...]:
+        """The daily partial columns of the group's declared sums (sum_<input>[_<filter>]), sorted."""
+        return tuple(sorted({sum_column(a.input, a.filter) for a in self.aggregations if a.op == "sum"}))
 
 
 @dataclass(frozen=True)
@@ -255,11 +276,15 @@ def _aggregation(where: _Where, group: str, number: int, keys: tuple[str, ...], 
     label = raw.get("name") or next((v for _, v in _items(raw.get("windows") or {})), None) or f"{op}({inp})"
     what = f"feature {label} (group {group})"
     where.check(op in OPERATIONS, line, what, f"unknown operation {op!r} (choose from {', '.join(OPERATIONS)})")
-    where.check(inp in INPUTS, line, what, f"unknown source column {inp!r} (choose from {', '.join(INPUTS)})")
+    if op == "sum":
+        where.check(inp in SUMMABLE, line, what, f"unknown source column {inp!r}: sum takes a numeric column of "
+                                                 f"silver/labels (choose from {', '.join(SUMMABLE)})")
+    else:
+        where.check(inp in INPUTS, line, what, f"unknown source column {inp!r} (choose from {', '.join(INPUTS)})")
     where.check(flt is None or flt in FILTERS, line, what,
                 f"unknown filter {flt!r} (choose from {', '.join(FILTERS)}, or leave it out)")
     shape = (op, inp, flt)
-    where.check(shape in WINDOWED or shape in LAST_SEEN or shape in SAME_DAY, line, what,
+    where.check(op == "sum" or shape in WINDOWED or shape in LAST_SEEN or shape in SAME_DAY, line, what,
                 f"{op} of {inp}{f' ({flt})' if flt else ''} cannot be computed incrementally from gold's daily "
                 f"partials (declarable: {_declarable()})")
     if shape == ("distinct_count", "user_id", None):
@@ -273,7 +298,7 @@ def _aggregation(where: _Where, group: str, number: int, keys: tuple[str, ...], 
                                                    "in training")
     description = where.text(raw, "description", what)
     since = where.day(raw, "since", what) if "since" in raw else None
-    if shape in WINDOWED:
+    if op == "sum" or shape in WINDOWED:
         where.check("name" not in raw, line, what, "a windowed operation names one feature per window "
                                                    "(windows: {7: f_..._7d}), not name")
         windows = where.mapping(raw.get("windows"), f"{what}.windows", None, line=line)
@@ -313,7 +338,13 @@ def _context(where: _Where, name: Any, raw: Any, line: int | None) -> ContextFea
 
 def _declarable() -> str:
     shapes = [*WINDOWED, *LAST_SEEN, *SAME_DAY]
-    return "; ".join(f"{op} of {inp}" + (f" ({flt})" if flt else "") for op, inp, flt in shapes)
+    return "; ".join(f"{op} of {inp}" + (f" ({flt})" if flt else "") for op, inp, flt in shapes) + \
+        f"; sum of {' | '.join(SUMMABLE)} (any filter)"
+
+
+def snapshot_prefix(a: Aggregation) -> str:
+    """The snapshot column prefix of a windowed aggregation (its windows are <prefix>_<w>d)."""
+    return sum_column(a.input, a.filter) if a.op == "sum" else WINDOWED[(a.op, a.input, a.filter)]
 
 
 # ---- compiled: what gold and the training set compute ---------------------------------------------------------
@@ -342,12 +373,25 @@ def history_features(decl: Declarations) -> list[HistoryFeature]:
         for w in sorted({w for a in windowed for w in a.windows}):
             for a in windowed:
                 if w in a.windows:
-                    prefix = WINDOWED[(a.op, a.input, a.filter)]
+                    prefix = snapshot_prefix(a)
                     out.append(HistoryFeature(a.windows[w], g.name, f"{prefix}_{w}d",
                                               prefix if a.op == "rate" else None, w))
         out += [HistoryFeature(a.name, g.name, LAST_SEEN[(a.op, a.input, a.filter)], None, None)
                 for a in g.aggregations if a.op == "last_seen"]
     return out
+
+
+def sums(decl: Declarations) -> dict[str, tuple[str, str | None, tuple[str, ...]]]:
+    """Partial column of every declared sum (sum_column) -> (its input, its filter, the groups declaring it), the
+    ``sums`` of pipelines/features.py."""
+    out: dict[str, tuple[str, str | None, tuple[str, ...]]] = {}
+    for g in decl.groups:
+        for a in g.aggregations:
+            if a.op == "sum":
+                column = sum_column(a.input, a.filter)
+                inp, flt, groups = out.get(column, (a.input, a.filter, ()))
+                out[column] = (inp, flt, groups if g.name in groups else (*groups, g.name))
+    return dict(sorted(out.items()))
 
 
 def same_day_features(decl: Declarations) -> dict[str, str]:

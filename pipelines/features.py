@@ -47,6 +47,9 @@ WINDOW_SUMS = {"imps": "impressions", "measured": "measured", "viewable": "viewa
 CONVERSION_SUM = "conv"   # the snapshot's window sum of closed conversions (daily_conversions)
 # smoothed rate -> (successes, trials)
 RATES = {"ctr": ("clicks", "imps"), "vctr": ("viewable_clicks", "viewable")}
+# declared sums (pipelines/declarations.py:sums): partial column sum_<input>[_<filter>] -> (input, filter or None,
+# the groups declaring it)
+Sums = dict[str, tuple[str, str | None, tuple[str, ...]]]
 
 
 def entity_key(columns: tuple[str, ...]) -> Column:
@@ -57,23 +60,41 @@ def entity_key(columns: tuple[str, ...]) -> Column:
     return F.when(known, F.concat_ws(KEY_SEPARATOR, *[F.col(c) for c in columns]))
 
 
-def snapshot_columns(windows: tuple[int, ...]) -> list[str]:
-    """The feature snapshot's columns, in order."""
+FILTER_COLUMNS = {"viewable": "is_viewable", "measured": "is_measured"}   # a declared filter -> its label flag
+
+
+def snapshot_columns(windows: tuple[int, ...], sums: Sums | None = None) -> list[str]:
+    """The feature snapshot's columns, in order (declared sums last: a table gains them at its end)."""
     per_window = [f"{name}_{w}d" for w in sorted(windows)
                   for name in (*WINDOW_SUMS, CONVERSION_SUM, "users", *RATES)]
-    return ["entity", "key", *per_window, "last_impression_ts", "last_click_ts", "as_of_date"]
+    declared = [f"{name}_{w}d" for name in (sums or {}) for w in sorted(windows)]
+    return ["entity", "key", *per_window, "last_impression_ts", "last_click_ts", "as_of_date", *declared]
+
+
+def partial_columns(sums: Sums | None = None) -> list[str]:
+    """The daily partials' columns, in order: PARTIAL_COLUMNS, then the declared sums."""
+    return [*PARTIAL_COLUMNS, *(sums or {})]
+
+
+def _declared_sum(column: str, groups: tuple[str, ...], value: Column) -> Column:
+    """A declared sum's value for the groups that declare it (0 when none of their rows had one); null for the rest."""
+    return F.when(F.col("entity").isin(*groups), F.coalesce(value.cast("double"), F.lit(0.0))).alias(column)
 
 
 def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
-                   distinct_users_for: tuple[str, ...]) -> DataFrame:
+                   distinct_users_for: tuple[str, ...], sums: Sums | None = None) -> DataFrame:
     """One row per (entity, key, event_date) of labelled impressions.
 
     In: labels with their dimension attributes (event_date, event_ts, user_id,
-    every key column, is_measured, is_viewable, clicked, click_ts).
-    Out: PARTIAL_COLUMNS. ``users_sketch`` is an HLL sketch of the key's distinct
-    users for the entities in ``distinct_users_for`` (null for the others):
-    sketches merge across days where distinct counts cannot.
+    every key column, is_measured, is_viewable, clicked, click_ts, and the input of
+    every declared sum). Out: partial_columns(sums). ``users_sketch`` is an HLL sketch
+    of the key's distinct users for the entities in ``distinct_users_for`` (null for
+    the others): sketches merge across days where distinct counts cannot. A declared
+    sum ``sum_<input>[_<filter>]`` is the day's sum of its input over the (filtered)
+    impressions, for the groups declaring it (null for the others).
     """
+    sums = sums or {}
+    inputs = sorted({inp for inp, _, _ in sums.values()})
     # One pass: every impression becomes one row per entity, then one aggregation.
     # The map-side partial aggregation collapses a hot ad or publisher before the shuffle.
     per_entity = F.array(*[F.struct(F.lit(name).alias("entity"), entity_key(keys).alias("key"))
@@ -81,11 +102,11 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
     next_day = F.date_add(F.col("event_date"), 1).cast("timestamp")
     clicked_after_day = F.col("clicked") & (F.col("click_ts") >= next_day)
     exploded = (events.select("event_date", "event_ts", "user_id", "is_measured", "is_viewable", "clicked",
-                              "click_ts", clicked_after_day.alias("clicked_after_day"),
+                              "click_ts", clicked_after_day.alias("clicked_after_day"), *inputs,
                               F.explode(per_entity).alias("e"))
                 .where(F.col("e.key").isNotNull())
                 .select("e.entity", "e.key", "event_date", "event_ts", "user_id", "is_measured", "is_viewable",
-                        "clicked", "click_ts", "clicked_after_day"))
+                        "clicked", "click_ts", "clicked_after_day", *inputs))
     as_long = lambda flag: F.sum(F.col(flag).cast("long"))
     both = lambda a, b: F.sum((F.col(a) & F.col(b)).cast("long"))
     counts = exploded.groupBy("entity", "key", "event_date").agg(
@@ -97,11 +118,13 @@ def daily_partials(events: DataFrame, entities: dict[str, tuple[str, ...]],
         F.max("event_ts").alias("last_impression_ts"),
         F.max(F.when(F.col("clicked"), F.col("click_ts"))).alias("last_click_ts"),
         F.max(F.when(F.col("clicked") & ~F.col("clicked_after_day"), F.col("click_ts"))).alias(
-            "last_click_ts_in_day"))
+            "last_click_ts_in_day"),
+        *[_declared_sum(c, groups, F.sum(F.when(F.col(FILTER_COLUMNS[flt]), F.col(inp)) if flt else F.col(inp)))
+          for c, (inp, flt, groups) in sums.items()])
     # Sketches only for the few entities that want them: an HLL buffer per user-level key would not be cheap.
     sketches = (exploded.where(F.col("entity").isin(list(distinct_users_for)))
                 .groupBy("entity", "key", "event_date").agg(F.hll_sketch_agg("user_id").alias("users_sketch")))
-    return counts.join(sketches, on=["entity", "key", "event_date"], how="left").select(*PARTIAL_COLUMNS)
+    return counts.join(sketches, on=["entity", "key", "event_date"], how="left").select(*partial_columns(sums))
 
 
 def daily_conversions(events: DataFrame, entities: dict[str, tuple[str, ...]]) -> DataFrame:
@@ -121,7 +144,7 @@ def daily_conversions(events: DataFrame, entities: dict[str, tuple[str, ...]]) -
 
 
 def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...], settle_days: int,
-                    conversions: DataFrame | None, conversion_settle_days: int) -> DataFrame:
+                    conversions: DataFrame | None, conversion_settle_days: int, sums: Sums | None = None) -> DataFrame:
     """Raw window counts of every key with events in the longest window before ``as_of``.
 
     In: PARTIAL_COLUMNS (any days; only the window's are used); ``settle_days``: how many
@@ -129,7 +152,8 @@ def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...], 
     ``conversions``: CONVERSION_PARTIAL_COLUMNS (None: no conversion labels closed yet),
     whose day E counts from the snapshot as of E + ``conversion_settle_days`` + 1 on.
     Out: entity, key, ``<count>_<w>d`` for every count of WINDOW_SUMS, ``conv_<w>d`` and
-    ``users_<w>d``, last_impression_ts, last_click_ts (within the longest window), as_of_date.
+    ``users_<w>d``, last_impression_ts, last_click_ts (within the longest window), as_of_date,
+    and ``<sum>_<w>d`` for every declared sum (``sums``; null for the groups not declaring it).
     """
     # 1. Only event days strictly before the as-of day: the as-of day and later are the future.
     first = as_of - timedelta(days=max(windows))
@@ -149,6 +173,9 @@ def window_snapshot(partials: DataFrame, as_of: date, windows: tuple[int, ...], 
                  for name, src in WINDOW_SUMS.items()]
         aggs.append(F.hll_sketch_estimate(F.hll_union_agg(F.when(inside, F.col("users_sketch")))).alias(
             f"users_{w}d"))
+        # a declared sum is known on its impression's day: nothing of it happens after the day
+        aggs += [_declared_sum(f"{c}_{w}d", groups, F.sum(F.when(inside, F.col(c))))
+                 for c, (_, _, groups) in (sums or {}).items()]
     aggs += [F.max("last_impression_ts").alias("last_impression_ts"),
              F.max(F.when(newest, F.col("last_click_ts_in_day")).otherwise(F.col("last_click_ts"))).alias(
                  "last_click_ts")]
@@ -209,10 +236,11 @@ def fit_beta_priors(snapshot: DataFrame, windows: tuple[int, ...], prior: PriorC
                           (mean * strength).alias("alpha"), ((1 - mean) * strength).alias("beta"))
 
 
-def with_smoothed_rates(snapshot: DataFrame, priors: DataFrame, windows: tuple[int, ...]) -> DataFrame:
+def with_smoothed_rates(snapshot: DataFrame, priors: DataFrame, windows: tuple[int, ...],
+                        sums: Sums | None = None) -> DataFrame:
     """Add ``ctr_<w>d`` and ``vctr_<w>d``: (successes + alpha) / (trials + alpha + beta), in [0, 1].
 
-    In: window_snapshot output and fit_beta_priors output. Out: snapshot_columns(windows).
+    In: window_snapshot output and fit_beta_priors output. Out: snapshot_columns(windows, sums).
     """
     wide = priors.groupBy("entity").agg(*[
         F.first(F.when((F.col("rate") == rate) & (F.col("window_days") == w), F.col(part)), ignorenulls=True)
@@ -223,4 +251,4 @@ def with_smoothed_rates(snapshot: DataFrame, priors: DataFrame, windows: tuple[i
         for rate, (num, den) in RATES.items():
             a, b = F.col(f"__alpha_{rate}_{w}d"), F.col(f"__beta_{rate}_{w}d")
             joined = joined.withColumn(f"{rate}_{w}d", (F.col(f"{num}_{w}d") + a) / (F.col(f"{den}_{w}d") + a + b))
-    return joined.select(*snapshot_columns(windows))
+    return joined.select(*snapshot_columns(windows, sums))

@@ -145,7 +145,9 @@ def describe(table: str, exp_type: str, kwargs: Mapping[str, Any], result: Mappi
     if exp_type == "expect_column_values_to_not_be_null":
         return f"{table}: {col} has {n} null values (expected none)"
     if exp_type == "expect_table_row_count_to_be_between":
-        return f"{table}: the partition has {observed} rows (expected at least {lo})"
+        bounds = " and ".join(b for b in (f"at least {_num(lo)}" if lo is not None else "",
+                                          f"at most {_num(hi)}" if hi is not None else "") if b)
+        return f"{table}: the partition has {observed} rows (expected {bounds or 'any number'})"
     if exp_type == "expect_column_values_to_be_between" and col and single is not None:
         # a metric of the one-row metrics frame
         if col.startswith("duplicate_"):

@@ -166,16 +166,22 @@ def columns(table: str) -> list[str]:
 def ddl_names(text: str) -> list[str]:
     """The column names of a Spark DDL string, in order; commas inside ``decimal(10,2)`` or
     ``map<string,string>`` do not separate columns."""
-    names, depth, start = [], 0, 0
+    return list(ddl_types(text))
+
+
+def ddl_types(text: str) -> dict[str, str]:
+    """Column name -> its type as written (``int``, ``decimal(10,2)``), in order."""
+    out, depth, start = {}, 0, 0
     for i, ch in enumerate(text + ","):
         if ch in "(<":
             depth += 1
         elif ch in ")>":
             depth -= 1
         elif ch == "," and depth == 0:
-            names.append(text[start:i].strip().split(" ")[0])
+            name, _, kind = text[start:i].strip().partition(" ")
+            out[name] = kind.strip()
             start = i + 1
-    return names
+    return out
 
 
 def bronze_columns(stream: str) -> list[str]:

@@ -108,15 +108,15 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     by_group = {e: [f for f in history if f.group == e] for e in entities}
     # Prior means per as-of day, one column per declared rate: the fill for keys without history.
     rated = sorted({(f.group, f.rate, f.window) for f in history if f.rate})
-    means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
-        F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w), F.col("mean")),
-                ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d") for e, r, w in rated])
     # Every key first, then the joins back to back, then one projection: a Project between
     # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
     used = [e for e in entities if by_group[e]]
     out = rows.select("*", *[entity_key(entities[e]).alias(f"__key_{e}") for e in used])
     seen = snapshot_day(F.col("event_date"), lag_days, F.col(landed) if landed else None)
-    if rated:
+    if rated:   # declarations without a rate have no means to fill with
+        means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
+            F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w),
+                           F.col("mean")), ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d") for e, r, w in rated])
         out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
     filled = {}
     for entity in used:

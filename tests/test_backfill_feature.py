@@ -2,6 +2,7 @@
 declaration change refused until its backfill ran."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from datetime import date
@@ -110,6 +111,76 @@ def test_a_new_group_is_refused_until_backfilled_then_built_like_any_other(spark
     path.write_text(changed)
     cfg2 = replace(cfg, gold=replace(cfg.gold, features=declarations.read(path, cfg.gold.windows_days,
                                                                           ENTITY_KEY_COLUMNS)))
-    with pytest.raises(UsageError, match=r"changed since their data was built \(keys or user sketches\): "
+    with pytest.raises(UsageError, match=r"changed since their data was built \(keys, user sketches or sums\): "
                                          r"device_x_category"):
         check_declarations(spark, cfg2, wh)
+
+
+def test_a_declared_sum_backfills_its_group_alone_adds_its_column_and_passes_the_gold_gate(spark, copy, tmp_path):
+    path = tmp_path / "features.yaml"
+    shipped = Path(copy.gold.features.path).read_text()
+    anchor = "      - {op: distinct_count, input: user_id, description: \"Distinct users, HLL sketches merged over " \
+             "the window.\",\n         windows: {1: f_ad_users_1d, 7: f_ad_users_7d, 28: f_ad_users_28d}}\n"
+    assert shipped.count(anchor) == 1
+    path.write_text(shipped.replace(anchor, anchor + "      - {op: sum, input: in_view_ms, description: time in view,"
+                                                     " windows: {7: f_ad_in_view_ms_7d}}\n", 1))
+    cfg = replace(copy, gold=replace(copy.gold, features=declarations.read(path, copy.gold.windows_days,
+                                                                           ENTITY_KEY_COLUMNS)))
+    wh = Warehouse(cfg.paths.warehouse)
+    with pytest.raises(UsageError, match=r"changed since their data was built \(keys, user sketches or sums\): ad\b"):
+        check_declarations(spark, cfg, wh)
+    before = {t: files(spark, wh.gold(t)) for t in TABLES}
+    out = run_backfill_feature(spark, cfg, "ad")
+    check_declarations(spark, cfg, wh)   # passes now
+    for t in TABLES:
+        after = files(spark, wh.gold(t))
+        assert {e: f for e, f in after.items() if e != "ad"} == {e: f for e, f in before[t].items() if e != "ad"}, t
+    # each backfilled day went through the gold gate, and passed
+    for day in out["event_days"]:
+        summary = json.loads(storage.read_text(spark, f"{wh.root}/_quality/runs/dt={day}/backfill_feature.json"))
+        assert summary["passed"] and summary["failures"] == [], summary
+    snap = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date") == date(2025, 3, 3))
+    assert snap.where(F.col("entity") != "ad").where(F.col("sum_in_view_ms_7d").isNotNull()).count() == 0
+    labels = labels_with_dimensions(spark, cfg, wh, date(2025, 3, 1), date(2025, 3, 2))
+    expected = labels.where(F.col("ad_id").isNotNull()).groupBy(F.col("ad_id").alias("key")).agg(
+        F.coalesce(F.sum("in_view_ms").cast("double"), F.lit(0.0)).alias("sum_in_view_ms_7d"))
+    assertDataFrameEqual(snap.where(F.col("entity") == "ad").select("key", "sum_in_view_ms_7d"), expected,
+                         checkRowOrder=False)
+
+
+def test_a_backfill_whose_gate_fails_puts_every_gold_table_and_baseline_back(spark, copy, monkeypatch):
+    from jobs.runtime import quality
+    from jobs.runtime.quality import GateFailed
+    from jobs.runtime.rollback import table_versions
+
+    wh = Warehouse(copy.paths.warehouse)
+    uris = {t: wh.gold(t) for t in TABLES}
+    versions = table_versions(spark, uris)
+    baselines = {p: storage.read_text(spark, p) for p in storage.glob(spark, f"{wh.root}/_quality/metrics/gold_*/*")}
+    stored = stored_fingerprints(spark, wh)
+    real = quality.load_suite
+
+    calls: list[str] = []
+
+    def strict(name: str) -> dict:   # the second day's snapshot breaks a check: the first day has passed by then
+        calls.append(name)
+        suite = real(name)
+        if calls.count("gold_features") == 2 and name == "gold_features":
+            suite = {**suite, "expectations": [*suite["expectations"], {
+                "type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 0},
+                "meta": {"severity": "critical"}}]}
+        return suite
+
+    monkeypatch.setattr(quality, "load_suite", strict)
+    with pytest.raises(GateFailed, match="backfill_feature"):
+        run_backfill_feature(spark, copy, "publisher")
+    after = table_versions(spark, uris)
+    assert all(after[t] >= versions[t] for t in TABLES)        # restored by new commits (RESTORE)
+    for t in TABLES:
+        assertDataFrameEqual(storage.read_delta(spark, uris[t]).drop("users_sketch"),
+                             spark.read.format("delta").option("versionAsOf", versions[t]).load(uris[t])
+                             .drop("users_sketch"))
+    assert calls.count("gold_features") == 2
+    assert set(storage.glob(spark, f"{wh.root}/_quality/metrics/gold_*/*")) == set(baselines)
+    assert {p: storage.read_text(spark, p) for p in baselines} == baselines
+    assert stored_fingerprints(spark, wh) == stored

@@ -87,8 +87,16 @@ def test_the_shipped_declarations_keep_every_feature_name_gold_built_before_them
      r"features.yaml:18: feature f_ad_x_country_users_90d .*: window 90 d is longer than the 28 days of history"),
     (("{7: f_user_vctr_7d}", "{14: f_user_vctr_14d}"),
      r"features.yaml:9: .*window 14 d is not one gold computes \(gold.windows_days: \[1, 7, 28\]\)"),
+    (("op: count, input: conversions", "op: median, input: conversions"),
+     r"features.yaml:19: feature f_ad_x_country_conv_7d .*: unknown operation 'median'"),
     (("op: count, input: conversions", "op: sum, input: conversions"),
-     r"features.yaml:19: feature f_ad_x_country_conv_7d .*: unknown operation 'sum'"),
+     r"features.yaml:19: feature f_ad_x_country_conv_7d .*: unknown source column 'conversions': sum takes a "
+     r"numeric column of silver/labels \(choose from in_view_ms, position\)"),
+    (("op: count, input: conversions", "op: sum, input: device_type"),
+     r"features.yaml:19: .*unknown source column 'device_type': sum takes a numeric column"),
+    (("op: count, input: conversions, description: conversions, windows: {7: f_ad_x_country_conv_7d}",
+      "op: sum, input: position, description: slots, name: f_ad_x_country_slots"),
+     r"features.yaml:19: feature f_ad_x_country_slots .*: a windowed operation names one feature per window"),
     (("op: distinct_count, input: user_id", "op: rate, input: user_id"),
      r"feature f_ad_x_country_users_28d .*: rate of user_id cannot be computed incrementally from gold's daily"),
     (("op: count, input: conversions", "op: count, input: conversions, filter: viewable"),
@@ -115,6 +123,23 @@ def test_a_bad_declaration_is_refused_naming_file_line_feature_and_problem(chang
     assert old in GOOD
     with pytest.raises(DeclarationError, match=message):
         load(GOOD.replace(old, new, 1))
+
+
+def test_a_declared_sum_is_windowed_under_its_own_partial_column_and_changes_only_its_groups_fingerprint():
+    sums = GOOD.replace("      - {op: count, input: conversions,",
+                        "      - {op: sum, input: in_view_ms, filter: viewable, description: time in view,\n"
+                        "         windows: {1: f_ad_x_country_view_ms_1d, 7: f_ad_x_country_view_ms_7d}}\n"
+                        "      - {op: count, input: conversions,")
+    before, after = load(GOOD), load(sums)
+    assert declarations.sums(before) == {}
+    assert declarations.sums(after) == {"sum_in_view_ms_viewable": ("in_view_ms", "viewable", ("ad_x_country",))}
+    assert [(f.name, f.column, f.rate, f.window) for f in declarations.history_features(after)
+            if "view_ms" in f.name] == [("f_ad_x_country_view_ms_1d", "sum_in_view_ms_viewable_1d", None, 1),
+                                        ("f_ad_x_country_view_ms_7d", "sum_in_view_ms_viewable_7d", None, 7)]
+    # its group's stored data lacks the sum (a backfill is due); the other group's data is as it was
+    assert before.groups[0].fingerprint == after.groups[0].fingerprint
+    assert before.groups[1].fingerprint != after.groups[1].fingerprint
+    assert after.groups[1].sums == ("sum_in_view_ms_viewable",)
 
 
 def test_names_are_checked_against_what_the_trainer_infers_from_them():

@@ -228,14 +228,15 @@ def test_as_of_join_takes_newest_snapshot_on_or_before_the_day(spark):
 
 def _features_for_day(spark, rows, day, decl=SMALL, windows=(1, 7)):
     """The full path: labels -> partials -> snapshots -> every declared feature of the impressions on ``day``."""
-    entities = declarations.entities(decl)
+    entities, sums = declarations.entities(decl), declarations.sums(decl)
     labels = spark.createDataFrame(rows, LABELS_DDL)
-    partials = daily_partials(labels, entities, declarations.distinct_users_for(decl))
+    partials = daily_partials(labels, entities, declarations.distinct_users_for(decl), sums)
     # every day's conversions as if closed (K = 2: label maturity 1 + a 24 h window); the snapshot takes
     # only the days it may
-    raw = window_snapshot(partials, day, windows, 1, daily_conversions(labels, entities), conversion_settle_days=2)
+    raw = window_snapshot(partials, day, windows, 1, daily_conversions(labels, entities), conversion_settle_days=2,
+                          sums=sums)
     priors = fit_beta_priors(raw, windows, PRIOR)
-    features = with_smoothed_rates(raw, priors, windows)
+    features = with_smoothed_rates(raw, priors, windows, sums)
     todays = with_same_day_counts(labels.where(F.col("event_date") == F.lit(day)), entities,
                                   declarations.same_day_features(decl), None, 7)
     out = join_features(todays, features, priors.withColumn("as_of_date", F.lit(day)), entities,
@@ -276,6 +277,45 @@ def test_leakage_check_can_fail_an_earlier_day_does_change_features(spark):
         F.col("impression_id") == "i5")
     assert before.first()["f_user_clicks_1d"] == 0
     assert after.first()["f_user_clicks_1d"] == 1
+
+
+def test_a_declared_sum_over_its_windows_with_its_filter_at_the_edges(spark):
+    """sum of position over viewable impressions, declared for the ad group only."""
+    text = "\n".join([
+        "groups:",
+        "  ad:",
+        "    {keys: [ad_id], description: d, owner: t, since: 2025-01-01, aggregations: [",
+        "      {op: count, input: impressions, description: d, windows: {1: f_ad_imps_1d}},",
+        "      {op: sum, input: position, filter: viewable, description: d,",
+        "       windows: {1: f_ad_viewable_slots_1d, 7: f_ad_viewable_slots_7d}}]}",
+        "  user:",
+        "    {keys: [user_id], description: d, owner: t, since: 2025-01-01, aggregations: [",
+        "      {op: count, input: impressions, description: d, windows: {1: f_user_imps_1d}}]}"])
+    decl = declarations.loads(text, "tests/test_features.py", (1, 7), ENTITY_KEY_COLUMNS)
+    at = lambda row, position: (*row[:5], position, *row[6:])
+    rows = [at(label(1, "2025-03-09 23:59:59"), 3),                   # last second of D-1: both windows
+            at(label(2, "2025-03-10 00:00:00"), 5),                   # D itself: never
+            at(label(3, "2025-03-03 12:00:00"), 2),                   # D-7: the 7-day window only
+            at(label(4, "2025-03-02 23:59:59"), 7),                   # D-8: no window
+            at(label(5, "2025-03-09 10:00:00", viewable=False), 4),   # not viewable: filtered out
+            at(label(6, "2025-03-09 11:00:00", ad="a2", user="u2"), 2),
+            at(label(7, "2025-03-10 12:00:00", ad="a3", user="u2"), 1)]   # an ad without history
+    day = date(2025, 3, 10)
+    labels = spark.createDataFrame(rows, LABELS_DDL)
+    sums = declarations.sums(decl)
+    raw = window_snapshot(daily_partials(labels, declarations.entities(decl), (), sums), day, (1, 7), 1, None, 2,
+                          sums)
+    assertDataFrameEqual(
+        raw.select("entity", "key", "sum_position_viewable_1d", "sum_position_viewable_7d"),
+        spark.createDataFrame([("ad", "a1", 3.0, 5.0), ("ad", "a2", 2.0, 2.0), ("user", "u1", None, None),
+                               ("user", "u2", None, None)],   # a group that does not declare it: null
+                              "entity string, key string, sum_position_viewable_1d double, "
+                              "sum_position_viewable_7d double"), checkRowOrder=False)
+    got = _features_for_day(spark, rows, day, decl).select("impression_id", "f_ad_viewable_slots_1d",
+                                                           "f_ad_viewable_slots_7d")
+    assertDataFrameEqual(got, spark.createDataFrame([("i2", 3.0, 5.0), ("i7", 0.0, 0.0)],
+                                                    "impression_id string, f_ad_viewable_slots_1d double, "
+                                                    "f_ad_viewable_slots_7d double"), checkRowOrder=False)
 
 
 def test_joined_features_values_and_missing_history(spark):

@@ -15,6 +15,8 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
+from jobs.runtime.quality import GateFailed, gate
+from jobs.runtime.rollback import metrics_uri, table_versions
 from jobs.stages.gold import (
     record_fingerprints,
     stored_fingerprints,
@@ -33,7 +35,11 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
     """Rebuild one group's partials, conversion partials, snapshots and priors for event days start .. end.
 
     Writes only that group's partitions (entity = group), so no other group's files are
-    rewritten; records the group's fingerprint. Default range: every closed label day.
+    rewritten; then every rewritten day goes through the gold gate (its checks, without the
+    day-over-day volume comparison: a day's partition now holds another mix of groups), and
+    only when all passed is the group's fingerprint recorded. A failed gate puts every gold
+    table and volume baseline back as they were before the backfill (GateFailed, exit 3).
+    Default range: every closed label day.
     """
     decl, wh = cfg.gold.features, Warehouse(cfg.paths.warehouse)
     group = declarations.group_of(decl, name)
@@ -58,6 +64,9 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
         raise UsageError(f"the nightly run of {night} stopped before its quality gate decided: re-run it "
                          f"(make backfill DATE={night}) before backfilling")
     started = time.monotonic()
+    gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
+    unvalidated = {"gold_priors": wh.gold("priors"), "gold_conversion_day": wh.gold("conversion_day")}
+    versions = table_versions(spark, {**gated, **unvalidated})
     # The same writers as the nightly gold, on a config that declares this group alone.
     alone = replace(cfg, gold=replace(cfg.gold, features=replace(decl, groups=(group,), context=())))
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -73,6 +82,7 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
         write_conversion_partials(spark, alone, wh, day, entity=group.name)
     for day in days:   # the snapshot as of E + 1 is the one the night that closed E published
         write_snapshot(spark, alone, wh, day + timedelta(days=1), entity=group.name)
+    gate_days(spark, cfg, wh, days, gated, unvalidated, versions)
     record_fingerprints(spark, cfg, wh, only=group.name)
     seconds = time.monotonic() - started
     log.info("backfill of %s done in %.1fs: %d partial days, %d conversion days, %d snapshots", group.name, seconds,
@@ -81,3 +91,24 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
             "event_days": [first.isoformat(), last.isoformat()], "conversion_days": len(conversion_days),
             "snapshots": [(first + timedelta(days=1)).isoformat(), (last + timedelta(days=1)).isoformat()],
             "fingerprint": group.fingerprint, "seconds": round(seconds, 1)}
+
+
+def gate_days(spark: SparkSession, cfg: AppConfig, wh: Warehouse, days: list[date], gated: dict[str, str],
+              unvalidated: dict[str, str], versions: dict[str, int | None]) -> None:
+    """The gold gate on every backfilled day's partials and the snapshot after it; on a failure, every table back at
+    ``versions`` (the gate restores them) and every volume baseline as it was (the passed days rewrote theirs)."""
+    parts = [{"gold_entity_day": day, "gold_features": day + timedelta(days=1)} for day in days]
+    saved = {uri: storage.read_text(spark, uri) if storage.exists(spark, uri) else None
+             for p in parts for uri in (metrics_uri(wh, n, d) for n, d in p.items())}
+    no_volume = {name: date.max for name in gated}   # no day-over-day comparison, no baseline read
+    try:
+        for day, partitions in zip(days, parts):
+            gate(spark, cfg, "backfill_feature", day, gated, versions, partitions=partitions,
+                 volume_since=no_volume, unvalidated=unvalidated)
+    except GateFailed:
+        for uri, text in saved.items():
+            if text is None:
+                storage.delete(spark, uri)
+            else:
+                storage.write_text(spark, uri, text)
+        raise

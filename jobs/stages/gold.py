@@ -21,10 +21,10 @@ from pipelines.config import AppConfig
 from pipelines.dedup import one_row_per_key_and_day
 from pipelines.features import (
     CONVERSION_PARTIAL_COLUMNS,
-    PARTIAL_COLUMNS,
     daily_conversions,
     daily_partials,
     fit_beta_priors,
+    partial_columns,
     snapshot_columns,
     window_snapshot,
     with_smoothed_rates,
@@ -94,12 +94,15 @@ def write_partials(spark: SparkSession, cfg: AppConfig, wh: Warehouse, event_day
             wh.gold("entity_day"))
     # Persisted: the counts and the distinct-user sketches are two aggregations of the same rows.
     events = labels_with_dimensions(spark, cfg, wh, event_day, event_day).persist(StorageLevel.MEMORY_AND_DISK)
-    partials = daily_partials(events, gold.entities, gold.distinct_users_for).select(*PARTIAL_COLUMNS)
+    partials = daily_partials(events, gold.entities, gold.distinct_users_for, gold.sums).select(
+        *partial_columns(gold.sums))
     checks = None
     if checked_for:
         partials, checks = observe_checks(cfg, "gold_entity_day", partials, checked_for, event_day)
+    # a newly declared sum adds its column to the table (the other groups' files keep theirs: null)
     storage.write_partition(partials, wh.gold("entity_day"), event_day, "event_date",
-                            also_partition_by=by_entity(spark, wh.gold("entity_day")), only=_only(entity))
+                            also_partition_by=by_entity(spark, wh.gold("entity_day")), only=_only(entity),
+                            add_columns=bool(gold.sums))
     events.unpersist()
     return checks
 
@@ -134,17 +137,18 @@ def write_snapshot(spark: SparkSession, cfg: AppConfig, wh: Warehouse, as_of: da
     if entity:
         partials = partials.where(F.col("entity") == entity)
         conversions = conversions.where(F.col("entity") == entity) if conversions is not None else None
-    raw = window_snapshot(partials, as_of, gold.windows_days,
-                          cfg.clean.label_maturity_days, conversions, cfg.clean.conversion_maturity_days).persist()
+    raw = window_snapshot(partials, as_of, gold.windows_days, cfg.clean.label_maturity_days, conversions,
+                          cfg.clean.conversion_maturity_days, gold.sums).persist()
     priors = fit_beta_priors(raw, gold.windows_days, gold.prior).withColumn("as_of_date", F.lit(as_of)).persist()
     storage.write_partition(priors.select(*PRIORS_COLUMNS), wh.gold("priors"), as_of, "as_of_date",
                             also_partition_by=by_entity(spark, wh.gold("priors")), only=_only(entity))
-    features = with_smoothed_rates(raw, priors, gold.windows_days).select(*snapshot_columns(gold.windows_days))
+    features = with_smoothed_rates(raw, priors, gold.windows_days, gold.sums).select(
+        *snapshot_columns(gold.windows_days, gold.sums))
     checks = None
     if checked_for:
         features, checks = observe_checks(cfg, "gold_features", features, checked_for, as_of)
     storage.write_partition(features, wh.gold("features"), as_of, "as_of_date", also_partition_by=("entity",),
-                            only=_only(entity))
+                            only=_only(entity), add_columns=bool(gold.sums))
     keys = {r["entity"]: r["n"] for r in raw.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()}
     for r in priors.where(F.col("window_days") == max(gold.windows_days)).orderBy("entity", "rate").collect():
         log.info("  prior %-22s %-4s %2dd: mean %.4f strength %9.1f from %d keys", r["entity"], r["rate"],
@@ -196,7 +200,7 @@ def check_declarations(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> No
     changed = sorted(g for g in declared if g in stored and stored[g] != declared[g])
     new = sorted(g for g in declared if g not in stored)
     if changed or new:
-        parts = ([f"changed since their data was built (keys or user sketches): {', '.join(changed)}"] if changed
+        parts = ([f"changed since their data was built (keys, user sketches or sums): {', '.join(changed)}"] if changed
                  else []) + ([f"new, with no history yet: {', '.join(new)}"] if new else [])
         raise UsageError(f"feature group(s) {'; '.join(parts)}. Gold would mix them with data of the old "
                          f"declaration or leave their history empty: run `make backfill-feature "
