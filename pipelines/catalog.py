@@ -93,7 +93,7 @@ def markdown(rows: list[Entry], about: list[str]) -> str:
 STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;
 vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}td.n{text-align:right;white-space:nowrap}
-code{font-size:13px}.bar{background:#4a7bd0;height:10px;display:inline-block;vertical-align:middle;margin-right:4px}
+code{font-size:13px}td.d{min-width:18em}td.w{white-space:nowrap}.bar{background:#4a7bd0;height:10px;display:inline-block;vertical-align:middle;margin-right:4px}
 tr:hover td{background:#fafaf0}.muted{color:#777}"""
 
 
@@ -105,10 +105,10 @@ def html_page(rows: list[Entry], about: list[str]) -> str:
         c = [html.escape(x) for x in _cells(e)]
         bar = (f'<span class="bar" style="width:{80 * (e.importance or 0) / top:.0f}px"></span>'
                if e.importance is not None else "")
-        body.append(f"<tr><td><code>{c[0]}</code></td><td>{c[1]}</td><td>{c[2]}</td><td>{c[3]}</td><td>{c[4]}</td>"
-                    f"<td class=muted>{c[5]}</td><td>{c[6]}</td><td>{c[7]}</td><td>{c[8]}</td><td>{c[9]}</td>"
-                    f"<td class=n>{c[10]}</td><td class=n>{c[11]}</td><td class=n>{bar}{c[12]}</td>"
-                    f"<td>{c[13]}</td></tr>")
+        body.append(f"<tr><td class=w><code>{c[0]}</code></td><td class=d>{c[1]}</td><td>{c[2]}</td><td>{c[3]}</td>"
+                    f"<td class=w>{c[4]}</td><td class=muted>{c[5]}</td><td>{c[6]}</td><td>{c[7]}</td>"
+                    f"<td class=w>{c[8]}</td><td class=w>{c[9]}</td><td class=n>{c[10]}</td><td class=n>{c[11]}</td>"
+                    f"<td class=n>{bar}{c[12]}</td><td class=w>{c[13]}</td></tr>")
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     items = "".join(f"<li>{html.escape(a)}</li>" for a in about)
     return (f"<!doctype html><html><head><meta charset=utf-8><title>Feature catalog</title><style>{STYLE}</style>"
