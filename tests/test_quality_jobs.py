@@ -15,7 +15,8 @@ from jobs.runtime import storage
 from jobs.runtime.cli import EXIT_GATE
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed
-from jobs.stages import ingest, silver
+from jobs.stages import silver
+from pipelines.gates import ingest_gate
 from tests.test_pipeline_e2e import checksum
 
 D = date(2025, 4, 2)
@@ -30,7 +31,8 @@ def land(root, stream, line):
 
 
 def contents(spark, wh):
-    tables = {**ingest.gated_tables(wh), "bronze_users": wh.bronze("users")}
+    tables = {**{name: f"{wh.root}/{path}" for name, path in ingest_gate().checked.items()},
+              "bronze_users": wh.bronze("users")}
     return {name: sorted(str(r) for r in storage.read_delta(spark, uri).drop("_ingested_at").collect())
             for name, uri in tables.items()}
 

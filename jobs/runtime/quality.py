@@ -33,10 +33,11 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.config import REPO_ROOT
 from jobs.runtime.layout import Warehouse
-from jobs.runtime.rollback import finish, metrics_uri, restore, table_versions
+from jobs.runtime.rollback import begin, finish, metrics_uri, restore, table_versions
 from pipelines import quality as q
 from pipelines import row_checks as rc
 from pipelines.config import AppConfig
+from pipelines.gates import GatePlan
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the machine
 
@@ -356,3 +357,23 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     if failures:
         raise GateFailed(summary)
     return summary
+
+
+def plan_uris(cfg: AppConfig, tables: Mapping[str, str]) -> dict[str, str]:
+    """A plan's tables (name -> path under the warehouse) as URIs."""
+    root = Warehouse(cfg.paths.warehouse).root
+    return {name: f"{root}/{path}" for name, path in tables.items()}
+
+
+def begin_gate(spark: SparkSession, cfg: AppConfig, plan: GatePlan, day: date) -> dict[str, int | None]:
+    """``rollback.begin`` for every table ``plan`` checks or rolls back: the versions its gate restores."""
+    return begin(spark, cfg, plan.stage, day, plan_uris(cfg, {**plan.checked, **plan.unvalidated}),
+                 partitions=plan.partitions or None, report=plan.report)
+
+
+def run_gate(spark: SparkSession, cfg: AppConfig, plan: GatePlan, day: date, versions: Mapping[str, int | None],
+             report: Mapping[str, Any] | None = None, observed: Mapping[str, ObservedChecks] | None = None) -> dict:
+    """``gate`` on a stage's plan (pipelines/gates.py); ``report`` is checked when the plan says so."""
+    return gate(spark, cfg, plan.stage, day, plan_uris(cfg, plan.checked), versions,
+                report if plan.report else None, partitions=plan.partitions or None, observed=observed,
+                volume_since=plan.volume_since or None, unvalidated=plan_uris(cfg, plan.unvalidated) or None)

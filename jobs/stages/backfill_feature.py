@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
-from jobs.runtime.quality import GateFailed, gate
+from jobs.runtime.quality import GateFailed, plan_uris, run_gate
 from jobs.runtime.rollback import metrics_uri, table_versions
 from jobs.stages.gold import (
     record_fingerprints,
@@ -26,6 +26,7 @@ from jobs.stages.gold import (
 )
 from pipelines import declarations
 from pipelines.config import AppConfig
+from pipelines.gates import GatePlan, backfill_gate
 
 log = logging.getLogger("ctr.backfill_feature")
 
@@ -64,12 +65,11 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
         raise UsageError(f"the nightly run of {night} stopped before its quality gate decided: re-run it "
                          f"(make backfill DATE={night}) before backfilling")
     started = time.monotonic()
-    gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
-    unvalidated = {"gold_priors": wh.gold("priors"), "gold_conversion_day": wh.gold("conversion_day")}
-    versions = table_versions(spark, {**gated, **unvalidated})
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    plans = [backfill_gate(day) for day in days]
+    versions = table_versions(spark, plan_uris(cfg, {**plans[0].checked, **plans[0].unvalidated}))
     # The same writers as the nightly gold, on a config that declares this group alone.
     alone = replace(cfg, gold=replace(cfg.gold, features=replace(decl, groups=(group,), context=())))
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     log.info("backfill of feature group %s (%s): event days %s .. %s", group.name, " x ".join(group.keys), first,
              last)
     for day in days:
@@ -82,7 +82,7 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
         write_conversion_partials(spark, alone, wh, day, entity=group.name)
     for day in days:   # the snapshot as of E + 1 is the one the night that closed E published
         write_snapshot(spark, alone, wh, day + timedelta(days=1), entity=group.name)
-    gate_days(spark, cfg, wh, days, gated, unvalidated, versions)
+    gate_days(spark, cfg, wh, days, plans, versions)
     record_fingerprints(spark, cfg, wh, only=group.name)
     seconds = time.monotonic() - started
     log.info("backfill of %s done in %.1fs: %d partial days, %d conversion days, %d snapshots", group.name, seconds,
@@ -93,18 +93,15 @@ def run_backfill_feature(spark: SparkSession, cfg: AppConfig, name: str, start: 
             "fingerprint": group.fingerprint, "seconds": round(seconds, 1)}
 
 
-def gate_days(spark: SparkSession, cfg: AppConfig, wh: Warehouse, days: list[date], gated: dict[str, str],
-              unvalidated: dict[str, str], versions: dict[str, int | None]) -> None:
-    """The gold gate on every backfilled day's partials and the snapshot after it; on a failure, every table back at
+def gate_days(spark: SparkSession, cfg: AppConfig, wh: Warehouse, days: list[date], plans: list[GatePlan],
+              versions: dict[str, int | None]) -> None:
+    """The gate of every backfilled day (pipelines/gates.py:backfill_gate); on a failure, every table back at
     ``versions`` (the gate restores them) and every volume baseline as it was (the passed days rewrote theirs)."""
-    parts = [{"gold_entity_day": day, "gold_features": day + timedelta(days=1)} for day in days]
     saved = {uri: storage.read_text(spark, uri) if storage.exists(spark, uri) else None
-             for p in parts for uri in (metrics_uri(wh, n, d) for n, d in p.items())}
-    no_volume = {name: date.max for name in gated}   # no day-over-day comparison, no baseline read
+             for p in plans for uri in (metrics_uri(wh, n, d) for n, d in p.partitions.items())}
     try:
-        for day, partitions in zip(days, parts):
-            gate(spark, cfg, "backfill_feature", day, gated, versions, partitions=partitions,
-                 volume_since=no_volume, unvalidated=unvalidated)
+        for day, plan in zip(days, plans):
+            run_gate(spark, cfg, plan, day, versions)
     except GateFailed:
         for uri, text in saved.items():
             if text is None:

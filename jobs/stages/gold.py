@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
-from jobs.runtime.quality import ObservedChecks, gate, observe_checks
-from jobs.runtime.rollback import begin, finish
+from jobs.runtime.quality import ObservedChecks, begin_gate, observe_checks, run_gate
+from jobs.runtime.rollback import finish
 from pipelines.config import AppConfig
 from pipelines.dedup import one_row_per_key_and_day
 from pipelines.features import (
@@ -29,6 +29,7 @@ from pipelines.features import (
     window_snapshot,
     with_smoothed_rates,
 )
+from pipelines.gates import gold_gate
 from pipelines.labels import click_day_closed_by, conversion_day_closed_by
 from pipelines.schemas import ddl
 from pipelines.training_set import with_dimensions
@@ -216,12 +217,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     event_day = click_day_closed_by(day, cfg.clean)
     as_of = event_day + timedelta(days=1)
     conversion_day = conversion_day_closed_by(day, cfg.clean)
-    gated = {"gold_entity_day": wh.gold("entity_day"), "gold_features": wh.gold("features")}
-    partitions = {"gold_entity_day": event_day, "gold_features": as_of}
-    # The priors and conversion partials have no suite of their own (their inputs were gated in silver);
-    # a failed gate takes them back with the snapshot they belong to.
-    unvalidated = {"gold_priors": wh.gold("priors"), "gold_conversion_day": wh.gold("conversion_day")}
-    versions = begin(spark, cfg, "gold", day, {**gated, **unvalidated}, partitions)
+    # what begin() records does not depend on the volume history (the plan is made again for the gate)
+    versions = begin_gate(spark, cfg, gold_gate(event_day, None, max(cfg.gold.windows_days)), day)
     # The gate's aggregate checks ride on the two writes (one pass each); it reads back only the keys.
     checked_for = day if closed_labels else None
     partial_checks = write_partials(spark, cfg, wh, event_day, checked_for)
@@ -236,13 +233,9 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
            "conversions": converted, "features_as_of": as_of.isoformat(),
            "feature_keys": dict(sorted(keys.items())), "seconds": round(seconds, 1)}
     if closed_labels:
-        # A snapshot gains a day of history every night until its longest window is full, so its
-        # row count grows by design until then: only full snapshots are compared day over day.
         first = storage.read_delta(spark, wh.gold("entity_day")).agg(F.min("event_date")).first()[0]
-        full_from = (first or event_day) + timedelta(days=max(cfg.gold.windows_days))
-        out["quality"] = gate(spark, cfg, "gold", day, gated, versions, partitions=partitions,
-                              observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
-                              volume_since={"gold_features": full_from}, unvalidated=unvalidated)
+        out["quality"] = run_gate(spark, cfg, gold_gate(event_day, first, max(cfg.gold.windows_days)), day, versions,
+                                  observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks})
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
         finish(spark, cfg, "gold", day)

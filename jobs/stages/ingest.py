@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 
 from jobs.runtime import hooks, storage
 from jobs.runtime.layout import Landing, Warehouse
-from jobs.runtime.quality import gate
-from jobs.runtime.rollback import begin
+from jobs.runtime.quality import begin_gate, run_gate
 from pipelines.config import AppConfig, IngestConfig
+from pipelines.gates import ingest_gate
 from pipelines.parsing import bronze_rows, classify_lines, quarantine_rows
 from pipelines.schemas import DIM_STREAMS, EVENT_STREAMS, StreamSpec
 
@@ -138,21 +138,14 @@ def enforce_retention(spark: SparkSession, wh: Warehouse, names: list[str], cfg:
     return deleted
 
 
-def gated_tables(wh: Warehouse) -> dict[str, str]:
-    """The tables ingest publishes through its quality gate: suite name -> URI (dimensions have no suite; a
-    failed gate restores them too)."""
-    return {**{f"bronze_{s.name}": wh.bronze(s.name) for s in EVENT_STREAMS}, "bronze_quarantine": wh.quarantine}
-
-
 def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str, dict[str, int]], dict]:
     """Ingest every stream of one arrival date; returns line counts per stream and reason, and the gate summary.
 
     Raises GateFailed (after restoring the gated tables) when a critical expectation fails.
     """
     landing, wh = Landing(cfg.paths.landing), Warehouse(cfg.paths.warehouse)
-    # The dimension snapshots have no suite, but a failed gate takes them back with the rest.
-    dims = {f"bronze_{s.name}": wh.bronze(s.name) for s in DIM_STREAMS}
-    versions = begin(spark, cfg, "ingest", day, {**gated_tables(wh), **dims})
+    plan = ingest_gate()
+    versions = begin_gate(spark, cfg, plan, day)
     ingested_at = F.current_timestamp()
     counts: dict[str, dict[str, int]] = {}
     quarantined: list[DataFrame] = []
@@ -185,7 +178,7 @@ def run_ingest(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[dict[str
     spark.catalog.clearCache()
     log.info("ingest quarantine written in %.1fs", time.monotonic() - t)
     # The gate runs before retention: a DELETE + VACUUM could not be rolled back.
-    quality = gate(spark, cfg, "ingest", day, gated_tables(wh), versions, unvalidated=dims)
+    quality = run_gate(spark, cfg, plan, day, versions)
     t = time.monotonic()
     enforce_retention(spark, wh, [s.name for s in EVENT_STREAMS + DIM_STREAMS], cfg.ingest, day)
     log.info("ingest retention checked in %.1fs", time.monotonic() - t)

@@ -14,14 +14,14 @@ from pyspark.sql import functions as F
 
 from jobs.runtime import storage
 from jobs.runtime.layout import Warehouse
-from jobs.runtime.quality import gate
-from jobs.runtime.rollback import begin
+from jobs.runtime.quality import begin_gate, run_gate
 from pipelines import silver
 from pipelines.attribution import decide_clicks, with_final_fates
 from pipelines.bots import behavioural_bot_user_days, bot_user_days_among, counted_events
 from pipelines.config import AppConfig, CleanConfig
 from pipelines.conversions import conversion_fates, touchpoints
 from pipelines.dedup import flag_duplicates
+from pipelines.gates import silver_gate
 from pipelines.labels import (
     LABEL_COLUMNS,
     click_day_closed_by,
@@ -70,12 +70,9 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     """Decide every record that landed on ``day``, close the matured day, and return the run report."""
     clean, wh = cfg.clean, Warehouse(cfg.paths.warehouse)
     started = time.monotonic()
-    gated = {f"silver_{name}": wh.silver(name) for name in SCHEMAS}
-    event_day = click_day_closed_by(day, clean)
-    conversion_day = conversion_day_closed_by(day, clean)
-    # the partitions of the labels this night closes
-    partitions = {"silver_labels": event_day, "silver_conversion_labels": conversion_day}
-    versions = begin(spark, cfg, "silver", day, gated, partitions=partitions, report=True)
+    # the partitions of the labels this night closes are the ones checked
+    plan = silver_gate(click_day_closed_by(day, clean), conversion_day_closed_by(day, clean))
+    versions = begin_gate(spark, cfg, plan, day)
     ensure_tables(spark, wh)
     lo, yesterday = day - timedelta(days=clean.lookback_days), day - timedelta(days=1)
     prior = {name: window(storage.read_delta(spark, wh.silver(name)), lo, yesterday)
@@ -109,7 +106,7 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     spark.catalog.clearCache()
     if errors:
         log.error("run report does not balance: %s", "; ".join(errors))
-    report["quality"] = {"silver": gate(spark, cfg, "silver", day, gated, versions, report, partitions=partitions)}
+    report["quality"] = {"silver": run_gate(spark, cfg, plan, day, versions, report)}
     log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
     for line in funnel_lines(report):
         log.info("  %s", line)

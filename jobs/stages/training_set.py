@@ -15,10 +15,11 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
-from jobs.runtime.quality import GateFailed, gate, restore, table_versions
+from jobs.runtime.quality import GateFailed, plan_uris, restore, run_gate, table_versions
 from jobs.stages.gold import check_declarations, labels_with_dimensions, write_snapshot
 from pipelines import declarations
 from pipelines.config import AppConfig
+from pipelines.gates import training_set_gate
 from pipelines.training_set import (
     TRAINING_SET_BASE_COLUMNS,
     assign_splits,
@@ -142,7 +143,9 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
                 "windows_days": list(gold.windows_days), "snapshot_lag_days": ts.snapshot_lag_days,
                 # `converted` is null on the days after this one: their conversion labels had not closed
                 "conversions_closed_through": conversions_closed and conversions_closed.isoformat()}
-    gated = {"gold_training_set": wh.gold("training_set")}
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    plans = [training_set_gate(d) for d in days]
+    gated = plan_uris(cfg, plans[0].checked)
     before = table_versions(spark, gated)
     (out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
      .option("userMetadata", json.dumps({"training_set": manifest}))
@@ -150,8 +153,7 @@ def run_training_set(spark: SparkSession, cfg: AppConfig, end: date | None = Non
     # Every day of the set through the gate (one aggregation each); the first failure restores the
     # previous set and raises, before the manifest is replaced.
     try:
-        gates = [gate(spark, cfg, "training_set", d, gated, before, partitions={"gold_training_set": d})
-                 for d in (first + timedelta(days=i) for i in range((last - first).days + 1))]
+        gates = [run_gate(spark, cfg, plan, d, before) for d, plan in zip(days, plans)]
     except GateFailed:
         raise  # the gate restored the previous set
     except BaseException:
