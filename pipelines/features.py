@@ -50,6 +50,7 @@ RATES = {"ctr": ("clicks", "imps"), "vctr": ("viewable_clicks", "viewable")}
 # declared sums (pipelines/declarations.py:sums): partial column sum_<input>[_<filter>] -> (input, filter or None,
 # the groups declaring it)
 Sums = dict[str, tuple[str, str | None, tuple[str, ...]]]
+FILTER_COLUMNS = {"viewable": "is_viewable", "measured": "is_measured"}   # a declared filter -> its label flag
 
 
 def entity_key(columns: tuple[str, ...]) -> Column:
@@ -58,9 +59,6 @@ def entity_key(columns: tuple[str, ...]) -> Column:
     for c in columns:
         known = known & F.col(c).isNotNull()
     return F.when(known, F.concat_ws(KEY_SEPARATOR, *[F.col(c) for c in columns]))
-
-
-FILTER_COLUMNS = {"viewable": "is_viewable", "measured": "is_measured"}   # a declared filter -> its label flag
 
 
 def snapshot_columns(windows: tuple[int, ...], sums: Sums | None = None) -> list[str]:
