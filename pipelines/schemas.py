@@ -145,6 +145,9 @@ TABLES = {
         "last_impression_ts timestamp, last_click_ts timestamp, "
         "last_click_ts_in_day timestamp, users_sketch binary, event_date date"),
     "gold/conversion_day": "entity string, key string, conversions long, event_date date",
+    # written by gold beside each snapshot: the fitted Beta prior per entity, rate and window
+    "gold/priors": ("entity string, rate string, window_days int, keys bigint, mean double, strength double, "
+                    "alpha double, beta double, as_of_date date"),
     "gold/score_monitoring": (
         "event_date date, rows long, unlabelled long, coverage double, clicks long, "
         "predicted_clicks double, log_loss double, ne double, calibration double, auc double, "

@@ -18,6 +18,7 @@ from pipelines.features import (
     window_snapshot,
     with_smoothed_rates,
 )
+from pipelines.schemas import ddl
 from pipelines.training_set import (
     as_of,
     assign_splits,
@@ -184,6 +185,10 @@ def test_beta_prior_method_of_moments_and_smoothing(spark):
     rows += [label(f"b{i}", "2025-03-09 10:00:00", user=f"u{100 + i}", ad="a2", clicked=i < 30) for i in range(100)]
     snap = snapshot_of(spark, rows, date(2025, 3, 10), windows=(1,))
     priors = fit_beta_priors(snap, (1,), PRIOR)
+    # what gold stores beside the snapshot is the schema module's gold/priors
+    stored = priors.withColumn("as_of_date", F.lit(date(2025, 3, 10)))
+    assert [(f.name, f.dataType.simpleString()) for f in stored.schema.fields] == \
+        [tuple(c.split(" ")) for c in ddl("gold/priors").split(", ")]
     strength = 0.16 / (0.01 - 0.0016) - 1
     got = priors.where((F.col("entity") == "ad") & (F.col("rate") == "ctr")).select("keys", "mean", "strength",
                                                                                      "alpha", "beta")

@@ -31,7 +31,7 @@ from pipelines.features import (
 )
 from pipelines.gates import gold_gate
 from pipelines.labels import click_day_closed_by, conversion_day_closed_by
-from pipelines.schemas import ddl
+from pipelines.schemas import columns, ddl
 from pipelines.training_set import with_dimensions
 
 log = logging.getLogger("ctr.gold")
@@ -39,7 +39,7 @@ log = logging.getLogger("ctr.gold")
 DIMENSION_KEYS = {"users": "user_id", "ads": "ad_id", "campaigns": "campaign_id", "publishers": "publisher_id"}
 PARTIALS_DDL = ddl("gold/entity_day")
 CONVERSIONS_DDL = ddl("gold/conversion_day")
-PRIORS_COLUMNS = ("entity", "rate", "window_days", "keys", "mean", "strength", "alpha", "beta", "as_of_date")
+PRIORS_COLUMNS = columns("gold/priors")
 
 
 def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
