@@ -18,7 +18,7 @@ from pipelines.features import (
     window_snapshot,
     with_smoothed_rates,
 )
-from pipelines.schemas import ddl
+from pipelines.schemas import ddl, ddl_types
 from pipelines.training_set import (
     as_of,
     assign_splits,
@@ -188,7 +188,7 @@ def test_beta_prior_method_of_moments_and_smoothing(spark):
     # what gold stores beside the snapshot is the schema module's gold/priors
     stored = priors.withColumn("as_of_date", F.lit(date(2025, 3, 10)))
     assert [(f.name, f.dataType.simpleString()) for f in stored.schema.fields] == \
-        [tuple(c.split(" ")) for c in ddl("gold/priors").split(", ")]
+        list(ddl_types(ddl("gold/priors")).items())
     strength = 0.16 / (0.01 - 0.0016) - 1
     got = priors.where((F.col("entity") == "ad") & (F.col("rate") == "ctr")).select("keys", "mean", "strength",
                                                                                      "alpha", "beta")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
@@ -78,6 +78,20 @@ def pending_uri(wh: Warehouse, stage: str, day: date) -> str:
     return f"{wh.root}/_quality/pending/{stage}/dt={day.isoformat()}.json"
 
 
+def read_files(spark: SparkSession, uris: Iterable[str]) -> dict[str, str | None]:
+    """The text of each small file (volume baselines), None for one that does not exist: what ``put_back`` restores."""
+    return {uri: storage.read_text(spark, uri) if storage.exists(spark, uri) else None for uri in uris}
+
+
+def put_back(spark: SparkSession, saved: Mapping[str, str | None]) -> None:
+    """Every file of ``read_files`` as it was: rewritten, or removed where there was none."""
+    for uri, text in saved.items():
+        if text is None:
+            storage.delete(spark, uri)
+        else:
+            storage.write_text(spark, uri, text)
+
+
 def begin(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
           partitions: Mapping[str, date] | None = None, report: bool = False) -> dict[str, int | None]:
     """The versions ``gate`` rolls back to, recorded in the warehouse before ``stage`` writes anything for ``day``.
@@ -103,18 +117,14 @@ def begin(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: M
     if storage.exists(spark, uri):
         record = json.loads(storage.read_text(spark, uri))
         undone = restore(spark, written, record["versions"])
-        for path, text in record["baselines"].items():
-            if text is None:
-                storage.delete(spark, path)
-            else:
-                storage.write_text(spark, path, text)
+        put_back(spark, record["baselines"])
         log.warning("%s dt=%s: an earlier run stopped before its quality gate decided; its writes were undone: %s",
                     stage, day, undone or "no table had changed")
         return record["versions"]
     names = [*written, *(["run_report"] if report else [])]
     baselines = [metrics_uri(wh, n, (partitions or {}).get(n, day)) for n in names]
     record = {"stage": stage, "date": day.isoformat(), "versions": table_versions(spark, written),
-              "baselines": {p: storage.read_text(spark, p) if storage.exists(spark, p) else None for p in baselines}}
+              "baselines": read_files(spark, baselines)}
     storage.write_json(spark, uri, record)
     return record["versions"]
 

@@ -16,7 +16,7 @@ from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed, plan_uris, run_gate
-from jobs.runtime.rollback import metrics_uri, table_versions
+from jobs.runtime.rollback import metrics_uri, put_back, read_files, table_versions
 from jobs.stages.gold import (
     record_fingerprints,
     stored_fingerprints,
@@ -97,15 +97,10 @@ def gate_days(spark: SparkSession, cfg: AppConfig, wh: Warehouse, days: list[dat
               versions: dict[str, int | None]) -> None:
     """The gate of every backfilled day (pipelines/gates.py:backfill_gate); on a failure, every table back at
     ``versions`` (the gate restores them) and every volume baseline as it was (the passed days rewrote theirs)."""
-    saved = {uri: storage.read_text(spark, uri) if storage.exists(spark, uri) else None
-             for p in plans for uri in (metrics_uri(wh, n, d) for n, d in p.partitions.items())}
+    saved = read_files(spark, [metrics_uri(wh, n, d) for p in plans for n, d in p.partitions.items()])
     try:
         for day, plan in zip(days, plans):
             run_gate(spark, cfg, plan, day, versions)
     except GateFailed:
-        for uri, text in saved.items():
-            if text is None:
-                storage.delete(spark, uri)
-            else:
-                storage.write_text(spark, uri, text)
+        put_back(spark, saved)
         raise
