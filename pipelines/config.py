@@ -206,6 +206,7 @@ class TrainConfig:
     ablations: tuple[str, ...]      # extra XGBoost models on feature subsets (pipelines/train/features.py ABLATIONS)
     min_category_count: int         # a category seen fewer times in the train split is code 0 (unknown)
     max_categories: int             # codes per categorical column at most (the most frequent values)
+    max_native_categories: int      # LightGBM splits a column natively by category up to this many codes
     ablation: bool
     num_rounds: int
     early_stopping_rounds: int
@@ -213,6 +214,7 @@ class TrainConfig:
     learning_rate: float
     num_leaves: int
     min_child_weight: float
+    min_child_samples: int          # LightGBM: rows a leaf needs at least (min_data_in_leaf)
     reg_lambda: float
     gbdt_lr_trees: int              # first N trees whose leaves feed GBDT+LR
     lr_reg_param: float

@@ -102,6 +102,21 @@ def test_achievable_share():
     assert out["achievable_share"] == pytest.approx((math.log(2) - m.log_loss(Y, P)) / (math.log(2) - 0.5))
 
 
+def test_calibration_against_the_truth_is_free_of_the_clicks_noise():
+    truth = np.array([0.01] * 50 + [0.1] * 50)
+    y = np.zeros(100)
+    y[[0, 50, 51, 52, 53, 54, 55, 56, 57]] = 1        # 1 click where 0.5 were due, 8 where 5 were
+    p = truth * 1.02                                   # a model 2% high everywhere
+    out = m.against_truth(y, p, truth)
+    assert out["truth_calibration"] == pytest.approx(1.02)
+    assert out["truth_worst_decile_calibration"] == pytest.approx(0.02)
+    assert out["truth_label_calibration"] == pytest.approx(5.5 / 9)
+    assert math.isnan(out["truth_label_worst_decile_calibration"])   # four deciles without a click
+    # Rows without truth are left out of these too.
+    out = m.against_truth(np.append(y, 1), np.append(p, 0.9), np.append(truth, np.nan))
+    assert out["truth_calibration"] == pytest.approx(1.02) and out["truth_uncovered_rows"] == 1
+
+
 @pytest.mark.parametrize("new, champion, promote, why", [
     ({"ne": 0.80, "calibration": 1.01}, None, True, "no champion yet; NE 0.80000 < 1, calibration 1.0100"),
     ({"ne": 0.80, "calibration": 1.06}, None, True, "(outside the 2% a later model must meet)"),

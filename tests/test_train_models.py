@@ -101,6 +101,21 @@ def test_lightgbm_refuses_an_empty_partition_before_starting(spark):
         check_partitions(spark.range(10).repartition(2), 3)
 
 
+def test_lightgbm_splits_by_category_only_the_columns_with_few_values(tr):
+    from pipelines.train.lgbm_barrier import lgbm_params, native_categories
+
+    fs = FeatureSet(("f_a", "f_b"), ("c_device", "c_ad", "c_country"))
+    sizes = {"c_device": 5, "c_ad": 2000, "c_country": 32}
+    native = native_categories(fs, sizes, 32)
+    assert native == ("c_device", "c_country")
+    # Indices into fs.columns (f_a, f_b, c_device, c_ad, c_country): c_ad goes in as its frequency-rank code.
+    assert lgbm_params(tr, fs, native)["categorical_feature"] == [2, 4]
+    assert lgbm_params(tr, fs)["categorical_feature"] == [2, 3, 4]
+    assert native_categories(fs, sizes, 0) == ()
+    assert lgbm_params(tr, fs, ())["categorical_feature"] == []
+    assert lgbm_params(tr, fs)["min_data_in_leaf"] == tr.min_child_samples
+
+
 @pytest.mark.parametrize("yaml_text, message", [
     ("train:\n  models: [xgboost, catboost]\n", "unknown family 'catboost'"),
     ("train:\n  models: [gbdt_lr, lr]\n", "gbdt_lr uses the leaves of the xgboost model"),
@@ -110,6 +125,8 @@ def test_lightgbm_refuses_an_empty_partition_before_starting(spark):
     ("train:\n  label_col: user_id\n", "columns must differ"),
     ("train:\n  numeric_features: [f_a]\n  categorical_features: [f_a]\n", "both numeric and categorical"),
     ("train:\n  learning_rat: 0.1\n", "did you mean 'learning_rate'"),
+    ("train:\n  max_native_categories: -1\n", "train.max_native_categories must be between 0"),
+    ("train:\n  min_child_samples: 0\n", "train.min_child_samples must be between 1"),
 ])
 def test_bad_train_config_is_refused_before_spark(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"

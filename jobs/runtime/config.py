@@ -359,6 +359,9 @@ def _validate_train(tr: TrainConfig) -> None:
     for name in tr.ablations:
         _require(name in ABLATIONS, f"train.ablations: unknown ablation {name!r} (choose from {', '.join(ABLATIONS)})")
     _require(1 <= tr.max_categories <= 10_000_000, "train.max_categories must be between 1 and 10000000")
+    _require(0 <= tr.max_native_categories <= 10_000_000,
+             "train.max_native_categories must be between 0 and 10000000")
+    _require(1 <= tr.min_child_samples <= 10_000_000, "train.min_child_samples must be between 1 and 10000000")
     try:
         re.compile(tr.history_pattern)
     except re.error as err:

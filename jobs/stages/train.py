@@ -21,7 +21,7 @@ from pipelines.train import encoding, metrics
 from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
 from pipelines.train.features import FeatureSet, TableError, ablations, prepare, resolve_features
 from pipelines.train.gate import ABLATION_PREFIX, champion_not_scored, contender, decide_promotion
-from pipelines.train.lgbm_barrier import check_partitions, train_lgbm
+from pipelines.train.lgbm_barrier import check_partitions, native_categories, train_lgbm
 from pipelines.train.linear import train_gbdt_lr, train_lr
 from pipelines.train.scorers import CtrModel, score
 from pipelines.train.xgb import balanced, train_and_validation, train_xgb
@@ -73,11 +73,16 @@ def test_sample(data: DataFrame, tr: TrainConfig, test_rows: int) -> DataFrame:
 
 
 def fit_family(family: str, fs: FeatureSet, data: dict[str, DataFrame], valid_pdf: pd.DataFrame,
-               trained: dict[str, object], tr: TrainConfig) -> tuple[object, dict[str, list[float]]]:
+               trained: dict[str, object], tr: TrainConfig, vocab: encoding.Vocabulary
+               ) -> tuple[object, dict[str, list[float]]]:
     if family.startswith("xgboost"):
         return train_xgb(data["fit"], tr, fs)
     if family == "lightgbm":
-        return train_lgbm(data["train_parts"], valid_pdf, tr, fs)
+        native = native_categories(fs, {c: vocab.size(c) for c in fs.categorical}, tr.max_native_categories)
+        log.info("lightgbm: split by category: %s; as frequency-rank codes (more than %d values): %s",
+                 list(native) or "none", tr.max_native_categories,
+                 [c for c in fs.categorical if c not in native] or "none")
+        return train_lgbm(data["train_parts"], valid_pdf, tr, fs, native)
     if family == "gbdt_lr":
         return train_gbdt_lr(data["train"], trained["xgboost"], tr), {}
     return train_lr(data["train"], tr, fs), {}
@@ -174,7 +179,7 @@ def run_train(spark: SparkSession, cfg: AppConfig, table: str | None = None, tru
     try:
         for family, feats in families:
             started = time.perf_counter()
-            scorer, curves = fit_family(family, feats, data, valid_pdf, trained, tr)
+            scorer, curves = fit_family(family, feats, data, valid_pdf, trained, tr, vocab)
             seconds = time.perf_counter() - started
             trained[family] = scorer
             model, scores, test_pdf = evaluate_model(family, scorer, vocab, data, w, bayes, tr)

@@ -110,7 +110,14 @@ def against_truth(y: np.ndarray, p: np.ndarray, truth: np.ndarray) -> dict[str, 
     y, p, truth = np.asarray(y)[covered], np.asarray(p)[covered], truth[covered]
     base, model, bayes = entropy(float(np.mean(y))), log_loss(y, p), log_loss(y, truth)
     out.update({"bayes_log_loss": bayes, "bayes_ne": bayes / base, "covered_ne": model / base,
-                "achievable_share": achievable_share(model, base, bayes)})
+                "achievable_share": achievable_share(model, base, bayes),
+                # Calibration against the true probabilities: free of the clicks' sampling noise, which
+                # on a day of 100k impressions moves even the truth's own label calibration by a few
+                # percent overall and tens of percent in the lowest deciles (truth_label_* below).
+                "truth_calibration": overall_calibration(truth, p),
+                "truth_worst_decile_calibration": worst_decile_calibration(truth, p),
+                "truth_label_calibration": overall_calibration(y, truth),
+                "truth_label_worst_decile_calibration": worst_decile_calibration(y, truth)})
     return out
 
 
