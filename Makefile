@@ -22,7 +22,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars lint test demo catalog backfill-feature demo-training demo-quick backfill bench bench-train bench-quality bench-parity bench-score training-set train score mlflow-ui clean \
+.PHONY: help install jars lint test demo catalog backfill-feature demo-training demo-quick backfill bench bench-train bench-quality bench-quality-gap bench-parity bench-score training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -81,6 +81,9 @@ bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with
 
 bench-quality: $(STAMP) $(JARS_STAMP)  ## logs -> nightly jobs -> training set -> every model, against the truth [DAYS=14] [IMPRESSIONS=100000] [LANDING_IN=dir] (slow)
 	$(PY) bench/quality_bench.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000} $(if $(LANDING_IN),--landing $(LANDING_IN))
+
+bench-quality-gap: $(STAMP) $(JARS_STAMP)  ## after bench-quality (same DAYS/IMPRESSIONS): what each hidden term of the click model is worth, and oracle features
+	$(PY) bench/quality_gap.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000}
 
 reliability: $(STAMP) $(JARS_STAMP)  ## faults, bad input and privacy drills, one table of figures [ROWS=1,4] [KILLS=20] (slow)
 	$(PY) -m bench.reliability.run $(if $(ROWS),--rows $(ROWS)) $(if $(KILLS),--kills $(KILLS)) $(if $(LOAD_BASE),--load-base $(LOAD_BASE))

@@ -1,0 +1,213 @@
+"""Where the rest of the achievable log-loss reduction goes, on a `make bench-quality` run (analysis, not a test).
+
+    .venv/bin/python bench/quality_gap.py [--root data/bench-quality] [--days 14] [--impressions 100000] [--seed 7]
+
+Run it after `make bench-quality` with the same DAYS / IMPRESSIONS / seed: it regenerates that
+world's clean impressions with the generator's hidden click-model terms (the generator is
+seeded and deterministic; the script checks every regenerated ``p_click`` against the
+landed truth and stops if one differs), then on the bench's training set:
+
+1. **Bayes decomposition**: for each hidden term of the click model (README "The generator's
+   click model"), the expected log loss when that term alone is unknown (marginalised over
+   its distribution), as a share of the achievable reduction ``constant - Bayes`` that
+   knowing it is worth. Computed on every test-day impression from the true probabilities
+   (expected log loss, no sampling noise).
+2. **Oracle features**: a single-process LightGBM with the trainer's own settings
+   (pipelines/train/lgbm_barrier.lgbm_params, the same native / frequency-rank split of the
+   categorical columns) on the training set's features, then with one group of true hidden
+   terms added at a time: how much of the gap each would close if a feature recovered it.
+3. **Candidate feature**: the same model plus the train days' click rate of each
+   (publisher category, ad category) pair (from the train split only), the one cross the
+   gold features lack.
+
+Writes bench/results/quality-gap-<time>.md and prints it. Only for logs of this project's
+generator (the hidden terms exist nowhere else); uses about 6 GB of memory at the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobs.runtime.config import REPO_ROOT, load_config
+
+log = logging.getLogger("ctr.bench.quality_gap")
+BENCH_CONF = str(Path(__file__).parent / "bench.yaml")
+RESULTS = REPO_ROOT / "bench" / "results"
+HIDDEN = ("user_bias", "ad_bias", "pub_bias", "fav", "aff_seg", "aff_pub", "prior_exposures")
+
+
+def export(root: Path, args: argparse.Namespace, out: Path) -> None:
+    """Training set joined with the regenerated hidden terms, as parquet under ``out``."""
+    from pyspark.sql import functions as F
+
+    from jobs.dev.generator import dims, events
+    from jobs.runtime.spark import get_spark
+
+    cfg = load_config("local", [BENCH_CONF], {"generator": {
+        "start_date": "2025-03-01", "days": args.days, "impressions_per_day": args.impressions, "seed": args.seed,
+        "rates": {"sivt_users": 0}}})
+    spark = get_spark(cfg.spark, None)
+    g = cfg.generator
+    users = dims.users(spark, g, max(10, math.ceil(g.impressions_per_day / dims.expected_user_activity(g))))
+    seg_aff, pub_aff = dims.affinities(spark, g)
+    imp = events.impressions(users, dims.days(spark, g), dims.ads(spark, g), dims.publishers(spark, g),
+                             seg_aff, pub_aff, g)
+    hidden = imp.select("impression_id", F.col("p_click").alias("p_regenerated"), "user_bias", "ad_bias", "pub_bias",
+                        (F.col("ad_category") == F.col("favourite_category")).cast("int").alias("fav"),
+                        F.coalesce("aff_seg", F.lit(0.0)).alias("aff_seg"),
+                        F.coalesce("aff_pub", F.lit(0.0)).alias("aff_pub"), "prior_exposures",
+                        F.col("creative_type").alias("h_creative_type"), "in_view_ms")
+    ts = spark.read.format("delta").load(str(root / "warehouse" / "gold" / "training_set"))
+    truth = spark.read.format("delta").load(str(root / "landing" / "_truth" / "ground_truth"))
+    joined = (ts.join(truth.select("impression_id", "p_click"), "impression_id", "left")
+              .join(hidden, "impression_id", "left"))
+    bad = joined.where(F.col("p_click").isNotNull() & (F.col("p_regenerated").isNull()
+                                                        | (F.abs(F.col("p_click") - F.col("p_regenerated")) > 1e-12)))
+    n_bad = bad.count()
+    if n_bad:
+        raise SystemExit(f"error: {n_bad} training rows do not match the regenerated world: run with the "
+                         f"--days/--impressions/--seed of the bench-quality run under {root}")
+    joined.write.mode("overwrite").parquet(str(out))
+    spark.stop()
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def decomposition(test: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(term, NE with the term unknown, share of the achievable reduction it is worth) on the test rows."""
+    p = test["p_click"].to_numpy()
+    logit = np.log(p / (1 - p))
+
+    def xent(q: np.ndarray) -> float:
+        q = np.clip(q, 1e-9, 1 - 1e-9)
+        return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+
+    base, bayes = xent(np.full_like(p, p.mean())), xent(p)
+    rng = np.random.default_rng(0)
+
+    def unknown(term: np.ndarray, draws: np.ndarray) -> float:
+        """The term replaced by draws from its own distribution, averaged in probability space."""
+        rest = logit - term
+        return xent(np.mean([sigmoid(rest + d) for d in draws], axis=0))
+
+    video = (test["h_creative_type"] == "video").to_numpy()
+    viewable = test["in_view_ms"].fillna(-1).to_numpy() >= np.where(video, 2000, 1000)
+    terms = {
+        "user_bias": test["user_bias"].to_numpy(), "ad_bias": test["ad_bias"].to_numpy(),
+        "pub_bias": test["pub_bias"].to_numpy(), "favourite category": 0.8 * test["fav"].to_numpy(),
+        "user_bias + favourite category": test["user_bias"].to_numpy() + 0.8 * test["fav"].to_numpy(),
+        "segment x ad category": test["aff_seg"].to_numpy(), "publisher category x ad category":
+            test["aff_pub"].to_numpy(),
+        "fatigue": -(0.3 + 0.25 * video) * np.log1p(test["prior_exposures"].to_numpy()),
+        "viewable (known only after the impression)": 0.2 * viewable}
+    out = [("none (Bayes)", bayes / base, 0.0)]
+    for name, term in terms.items():
+        loss = unknown(term, rng.choice(term, 64))
+        out.append((name, loss / base, (loss - bayes) / (base - bayes)))
+    return out
+
+
+def oracle_runs(df: pd.DataFrame, tr) -> list[tuple[str, float, float, float]]:
+    """(features, NE, share, truth calibration) of single-process LightGBM runs on the test split."""
+    import lightgbm as lgb
+
+    from pipelines.train import metrics
+    from pipelines.train.features import FeatureSet
+    from pipelines.train.lgbm_barrier import lgbm_params, native_categories
+
+    num = [c for c in df.columns if c.startswith(tr.numeric_prefix)]
+    cat = [c for c in df.columns if c.startswith(tr.categorical_prefix)]
+    train = (df[tr.split_col] == "train").to_numpy()
+    sizes = {}
+    for c in cat:   # the trainer's vocabulary: codes by frequency on the train split, rare and unseen 0
+        counts = df.loc[train, c].value_counts()
+        kept = counts[counts >= tr.min_category_count].index[: tr.max_categories]
+        sizes[c] = len(kept)
+        df[c] = df[c].map({v: i + 1 for i, v in enumerate(kept)}).fillna(0).astype("int32")
+    split = {s: (df[tr.split_col] == s).to_numpy() for s in ("train", "validation", "test")}
+    y = df[tr.label_col].to_numpy()
+    # The candidate: click rate of each (publisher category, ad category) pair on the train days.
+    pair = ["c_publisher_category", "c_ad_category"]
+    if set(pair) <= set(df.columns):
+        cells = df[train].groupby(pair)[tr.label_col].agg(["sum", "count"])
+        prior = y[train].mean()
+        rate = ((cells["sum"] + 100 * prior) / (cells["count"] + 100)).rename("x_pubcat_x_adcat_ctr")
+        df["x_pubcat_x_adcat_ctr"] = df.join(rate, on=pair)["x_pubcat_x_adcat_ctr"].to_numpy()
+    test_truth = df.loc[split["test"], "p_click"].to_numpy()
+
+    def run(name: str, extra: list[str]) -> tuple[str, float, float, float]:
+        fs = FeatureSet(tuple(num + extra), tuple(cat))
+        params = {**lgbm_params(tr, fs, native_categories(fs, sizes, tr.max_native_categories)), "num_threads": 2}
+        x = df[list(fs.columns)].to_numpy(np.float32)
+        d_train = lgb.Dataset(x[split["train"]], y[split["train"]], categorical_feature=params["categorical_feature"])
+        d_valid = lgb.Dataset(x[split["validation"]], y[split["validation"]], reference=d_train)
+        booster = lgb.train({k: v for k, v in params.items() if k != "categorical_feature"}, d_train,
+                            tr.num_rounds, valid_sets=[d_valid],
+                            callbacks=[lgb.early_stopping(tr.early_stopping_rounds, verbose=False)])
+        p = booster.predict(x[split["test"]], num_iteration=booster.best_iteration)
+        got = metrics.against_truth(y[split["test"]], p, test_truth)
+        log.info("%s: NE %.4f share %.3f", name, got["covered_ne"], got["achievable_share"])
+        return name, got["covered_ne"], got["achievable_share"], got["truth_calibration"]
+
+    out = [run("the training set's features (trainer's LightGBM settings, no isotonic step)", [])]
+    for name, cols in [("+ true user_bias and favourite-category flag", ["user_bias", "fav"]),
+                       ("+ true ad_bias and pub_bias", ["ad_bias", "pub_bias"]),
+                       ("+ true segment x category and publisher category x category terms", ["aff_seg", "aff_pub"]),
+                       ("+ true prior exposures of the user to the ad", ["prior_exposures"]),
+                       ("+ publisher category x ad category click rate of the train days (a feature gold could "
+                        "build)", ["x_pubcat_x_adcat_ctr"])]:
+        if all(c in df.columns for c in cols):
+            out.append(run(name, cols))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--root", default="data/bench-quality",
+                        help="the bench-quality run's root (landing, warehouse)")
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--impressions", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
+    if not (root / "warehouse" / "gold" / "training_set").is_dir():
+        parser.error(f"no training set under {root}/warehouse: run `make bench-quality` first")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    out = root / "gap.parquet"
+    export(root, args, out)
+    tr = load_config("local", [BENCH_CONF]).train
+    df = pd.read_parquet(out)
+    test = df[df[tr.split_col] == "test"]
+    lines = [f"# Quality gap, {time.strftime('%Y-%m-%d %H:%M')}", "",
+             f"Training set under {root}: " + ", ".join(f"{s} {int((df[tr.split_col] == s).sum()):,}"
+                                                        for s in ("train", "validation", "test")) + " rows.", "",
+             "## What each hidden term is worth (test day, expected log loss from the true probabilities)", "",
+             "| unknown term | NE | share of the achievable reduction it is worth |", "|---|---:|---:|"]
+    lines += [f"| {n} | {ne:.4f} | {s:.3f} |" for n, ne, s in decomposition(test)]
+    lines += ["", "## Single-process LightGBM with true terms added (test day)", "",
+              "| features | NE | share of achievable reduction | calibration against the truth |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| {n} | {ne:.4f} | {s:.3f} | {c:.4f} |" for n, ne, s, c in oracle_runs(df, tr)]
+    lines += ["", f"Seconds: {time.monotonic() - started:.0f}"]
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"quality-gap-{time.strftime('%Y%m%d-%H%M%S')}.md"
+    path.write_text(text)
+    print(text)
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
