@@ -36,19 +36,21 @@ import numpy as np
 import pandas as pd
 
 from jobs.runtime.config import REPO_ROOT, load_config
+from pipelines.train.encoding import Vocabulary
 
 log = logging.getLogger("ctr.bench.quality_gap")
 BENCH_CONF = str(Path(__file__).parent / "bench.yaml")
 RESULTS = REPO_ROOT / "bench" / "results"
-HIDDEN = ("user_bias", "ad_bias", "pub_bias", "fav", "aff_seg", "aff_pub", "prior_exposures")
 
 
-def export(root: Path, args: argparse.Namespace, out: Path) -> None:
-    """Training set joined with the regenerated hidden terms, as parquet under ``out``."""
+def export(root: Path, args: argparse.Namespace, out: Path, tr) -> Vocabulary:
+    """Training set joined with the regenerated hidden terms, as parquet under ``out``; returns the
+    trainer's vocabulary of its categorical columns, fitted on its train split (encoding.fit)."""
     from pyspark.sql import functions as F
 
     from jobs.dev.generator import dims, events
     from jobs.runtime.spark import get_spark
+    from pipelines.train import encoding
 
     cfg = load_config("local", [BENCH_CONF], {"generator": {
         "start_date": "2025-03-01", "days": args.days, "impressions_per_day": args.impressions, "seed": args.seed,
@@ -75,7 +77,11 @@ def export(root: Path, args: argparse.Namespace, out: Path) -> None:
         raise SystemExit(f"error: {n_bad} training rows do not match the regenerated world: run with the "
                          f"--days/--impressions/--seed of the bench-quality run under {root}")
     joined.write.mode("overwrite").parquet(str(out))
+    categorical = tuple(c for c in ts.columns if c.startswith(tr.categorical_prefix))
+    vocab = encoding.fit(ts.where(F.col(tr.split_col) == "train"), categorical, tr.min_category_count,
+                         tr.max_categories)
     spark.stop()
+    return vocab
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -116,7 +122,7 @@ def decomposition(test: pd.DataFrame) -> list[tuple[str, float, float]]:
     return out
 
 
-def oracle_runs(df: pd.DataFrame, tr) -> list[tuple[str, float, float, float]]:
+def oracle_runs(df: pd.DataFrame, tr, vocab: Vocabulary) -> list[tuple[str, float, float, float]]:
     """(features, NE, share, truth calibration) of single-process LightGBM runs on the test split."""
     import lightgbm as lgb
 
@@ -127,12 +133,8 @@ def oracle_runs(df: pd.DataFrame, tr) -> list[tuple[str, float, float, float]]:
     num = [c for c in df.columns if c.startswith(tr.numeric_prefix)]
     cat = [c for c in df.columns if c.startswith(tr.categorical_prefix)]
     train = (df[tr.split_col] == "train").to_numpy()
-    sizes = {}
-    for c in cat:   # the trainer's vocabulary: codes by frequency on the train split, rare and unseen 0
-        counts = df.loc[train, c].value_counts()
-        kept = counts[counts >= tr.min_category_count].index[: tr.max_categories]
-        sizes[c] = len(kept)
-        df[c] = df[c].map({v: i + 1 for i, v in enumerate(kept)}).fillna(0).astype("int32")
+    df[cat] = vocab.encode_pandas(df[cat])   # the trainer's codes: rare, unseen and null are 0
+    sizes = {c: vocab.size(c) for c in cat}
     split = {s: (df[tr.split_col] == s).to_numpy() for s in ("train", "validation", "test")}
     y = df[tr.label_col].to_numpy()
     # The candidate: click rate of each (publisher category, ad category) pair on the train days.
@@ -185,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
     out = root / "gap.parquet"
-    export(root, args, out)
     tr = load_config("local", [BENCH_CONF]).train
+    vocab = export(root, args, out, tr)
     df = pd.read_parquet(out)
     test = df[df[tr.split_col] == "test"]
     lines = [f"# Quality gap, {time.strftime('%Y-%m-%d %H:%M')}", "",
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## Single-process LightGBM with true terms added (test day)", "",
               "| features | NE | share of achievable reduction | calibration against the truth |",
               "|---|---:|---:|---:|"]
-    lines += [f"| {n} | {ne:.4f} | {s:.3f} | {c:.4f} |" for n, ne, s, c in oracle_runs(df, tr)]
+    lines += [f"| {n} | {ne:.4f} | {s:.3f} | {c:.4f} |" for n, ne, s, c in oracle_runs(df, tr, vocab)]
     lines += ["", f"Seconds: {time.monotonic() - started:.0f}"]
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
