@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.io.delta_delta-spark_4.1_2.13_4.4.0
+DOCS_STAMP := .cache/docs_assets/manifest.json
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export PYTHONPATH := $(CURDIR)
@@ -22,7 +23,7 @@ NIGHTLY_CONFIG ?=
 NIGHTLY_FLAGS = $(if $(filter 1,$(TRAIN)),--train,$(if $(filter 0,$(TRAIN)),--no-train)) $(if $(NIGHTLY_CONFIG),--config $(NIGHTLY_CONFIG))
 SPARK_SUBMIT = $(VENV)/bin/spark-submit --driver-memory 6g --conf spark.log.level=WARN --jars "$$(ls .cache/jars/*.jar | paste -sd, -)"
 
-.PHONY: help install jars lint test demo catalog backfill-feature demo-training demo-quick backfill bench bench-train bench-quality bench-quality-gap bench-parity bench-score training-set train score mlflow-ui clean \
+.PHONY: help install jars lint test demo catalog backfill-feature demo-training demo-quick backfill bench bench-train bench-quality bench-quality-gap bench-watch bench-parity bench-score training-set train score mlflow-ui clean \
         cluster-up cluster-down cluster-status demo-cluster zip \
         reliability restore
 
@@ -37,10 +38,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the pinned packages
 
-$(JARS_STAMP): $(STAMP) conf/base.yaml
+$(JARS_STAMP): $(STAMP) conf/base.yaml | $(DOCS_STAMP)
 	$(PY) jobs/fetch_jars.py
 
-jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cache/jars
+$(DOCS_STAMP): jobs/fetch_docs_assets.py | $(STAMP)
+	$(PY) jobs/fetch_docs_assets.py
+
+jars: $(JARS_STAMP)  ## resolve Delta's JARs from Maven Central once, into .cache/jars (and the Data Docs' CSS/JS from npm, into .cache/docs_assets)
 
 test: lint $(JARS_STAMP)  ## lint, then run the test suite
 	$(PY) -m pytest
@@ -81,6 +85,9 @@ bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with
 
 bench-quality: $(STAMP) $(JARS_STAMP)  ## logs -> nightly jobs -> training set -> every model, against the truth [DAYS=14] [IMPRESSIONS=100000] [LANDING_IN=dir] (slow)
 	$(PY) bench/quality_bench.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000} $(if $(LANDING_IN),--landing $(LANDING_IN))
+
+bench-watch: $(STAMP) $(JARS_STAMP)  ## detection drills: generated logs with three faults through the nightly jobs, each flagged on its night [DAYS=15] [IMPRESSIONS=20000]
+	$(PY) bench/watch_drills.py --days $${DAYS:-15} --impressions $${IMPRESSIONS:-20000}
 
 bench-quality-gap: $(STAMP) $(JARS_STAMP)  ## after bench-quality (same DAYS/IMPRESSIONS): what each hidden term of the click model is worth, and oracle features
 	$(PY) bench/quality_gap.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000}

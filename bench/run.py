@@ -210,6 +210,12 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Pa
             night[f"{stage}_s"] = stage_s[stage]
             night[f"{stage}_gate_s"] = gates[stage]
             night[f"{stage}_gate_share"] = round(gates[stage] / stage_s[stage], 3) if stage_s[stage] else None
+        # The watch (docs/monitoring.md): anomaly checks, metric history and entity volumes inside the gates,
+        # plus the drift step after scoring.
+        watch_s = sum((g.get("anomalies") or {}).get("seconds", 0.0) for g in report["quality"].values()) \
+            + stage_s.get("watch", 0.0)
+        night["watch_s"] = round(watch_s, 2)
+        night["watch_share"] = round(watch_s / night_s, 4) if night_s else None
         if event_log_dir is not None:
             night["gold_task_skew"] = task_skew(event_log_dir, f"gold-{day}", started_ms)
         nights.append(night)

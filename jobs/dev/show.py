@@ -66,6 +66,11 @@ def main() -> int:
         if tables:
             print(f"  {layer + ' Delta tables':<19} {wh}/{layer}/{{{','.join(tables)}}}")
     print(f"  run reports         {wh}/reports/dt=*/run_report.json  (+ summary.md beside each)")
+    if (wh / "reports" / "index.html").is_file():
+        print(f"  night pages         {wh}/reports/index.html  (every night, newest first; night.html beside each "
+              f"report: funnel, trends, anomalies, drift)")
+    if (wh / "monitoring" / "metric_history" / "_delta_log").is_dir():
+        print(f"  metric history      {wh}/monitoring/metric_history  (Delta; checks: expectations/anomalies.json)")
     gates = [g for path in reports for g in json.loads(path.read_text()).get("quality", {}).values()]
     if gates:
         docs, results = gates[-1]["data_docs"], gates[-1]["results"]

@@ -27,6 +27,7 @@ from pipelines.config import (
     GeneratorRates,
     GoldConfig,
     IngestConfig,
+    MonitoringConfig,
     PathsConfig,
     QualityConfig,
     ScoreConfig,
@@ -392,6 +393,18 @@ def _validate_quality(q: QualityConfig) -> None:
              f"({q.trailing_days})")
 
 
+def _validate_monitoring(m: MonitoringConfig) -> None:
+    _require(1 <= m.top_entities <= 1000, f"monitoring.top_entities must be between 1 and 1000, got {m.top_entities}")
+    _require(0 < m.drift_warn < m.drift_flag, f"monitoring.drift_warn ({m.drift_warn}) must be > 0 and below "
+                                              f"monitoring.drift_flag ({m.drift_flag})")
+    _require(m.drift_sample_rows >= 1000, f"monitoring.drift_sample_rows must be at least 1000, got "
+                                          f"{m.drift_sample_rows}")
+    _require(2 <= m.drift_bins <= 100, f"monitoring.drift_bins must be between 2 and 100, got {m.drift_bins}")
+    _require(1 <= m.drift_categories <= 1000, f"monitoring.drift_categories must be between 1 and 1000, got "
+                                              f"{m.drift_categories}")
+    _require(1 <= m.trend_nights <= 366, f"monitoring.trend_nights must be between 1 and 366, got {m.trend_nights}")
+
+
 def load_config(
     env: str | None = None,
     extra_files: typing.Sequence[str] = (),
@@ -430,7 +443,9 @@ def load_config(
     for name, cls in (("spark", SparkConfig), ("paths", PathsConfig), ("ingest", IngestConfig),
                       ("clean", CleanConfig), ("generator", GeneratorConfig), ("gold", GoldConfig),
                       ("training_set", TrainingSetConfig), ("train", TrainConfig), ("quality", QualityConfig),
-                      ("score", ScoreConfig)):
+                      ("score", ScoreConfig), ("monitoring", MonitoringConfig)):
+        if name not in raw and name == "monitoring":
+            continue   # optional: its defaults
         if name not in raw:
             raise ConfigError(f"missing config section {name!r}")
         built[name] = build_dataclass(cls, raw[name], name)
@@ -440,6 +455,7 @@ def load_config(
     _validate_gold(cfg)
     _validate_train(cfg.train)
     _validate_quality(cfg.quality)
+    _validate_monitoring(cfg.monitoring)
     sc = cfg.score
     _require(sc.ne_tolerance > 0 and sc.calibration_tolerance > 0,
              "score.ne_tolerance and score.calibration_tolerance must be > 0")

@@ -30,12 +30,13 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.runtime import storage
+from jobs.runtime import anomalies, docs_assets, storage
 from jobs.runtime.config import REPO_ROOT
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.rollback import begin, finish, metrics_uri, restore, table_versions
 from pipelines import quality as q
 from pipelines import row_checks as rc
+from pipelines import watch
 from pipelines.config import AppConfig
 from pipelines.gates import GatePlan
 
@@ -239,7 +240,8 @@ def observe_checks(cfg: AppConfig, name: str, df: DataFrame, day: date,
 def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Mapping[str, str],
          versions_before: Mapping[str, int | None], report: Mapping[str, Any] | None = None,
          partitions: Mapping[str, date] | None = None, observed: Mapping[str, ObservedChecks] | None = None,
-         volume_since: Mapping[str, date] | None = None, unvalidated: Mapping[str, str] | None = None) -> dict:
+         volume_since: Mapping[str, date] | None = None, unvalidated: Mapping[str, str] | None = None,
+         extra_metrics: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """Validate what ``stage`` wrote for ``day``; publish (return the summary) or roll back and raise GateFailed.
 
     ``unvalidated``: tables the stage also wrote that have no suite of their own
@@ -253,7 +255,9 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     only the key columns. ``volume_since``: per suite, the first
     partition whose volume is comparable with later ones (a table that grows
     by design until then); an earlier partition gets no volume check and is no
-    later partition's baseline.
+    later partition's baseline. ``extra_metrics``: source -> metrics the stage computed beside its tables
+    (entity volumes, feature key counts), for the metric history and its anomaly checks (jobs/runtime/anomalies.py),
+    which the ingest, silver and gold stages get after their suites.
     """
     import pandas as pd
 
@@ -328,8 +332,24 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
                                cfg.quality.min_trailing_days)
         check("run_report", "pandas", q.split_suite(suite, list(values))[1], pd.DataFrame([values]), day,
               METRIC_FORMAT)
+    watched = None
+    if stage in anomalies.STAGES:
+        watched = {**{n: anomalies.numeric(v) for n, v in metrics_of.items()}, **(extra_metrics or {})}
+        if report is not None:
+            watched["rates"] = watch.report_rates(report)
+        watch_started = time.monotonic()
+        try:
+            anomaly_summary = check_anomalies(spark, ctx, cfg, wh, stage, day, watched, ids, failures, warnings)
+        except Exception as err:   # the watch must not stop a night its suites passed
+            log.exception("gate %s: the anomaly checks could not run", stage)
+            warnings.append(f"{anomalies.SUITE}: the checks could not run ({type(err).__name__}: {err})")
+            anomaly_summary = {"checked": 0, "flags": [], "too_little_history": [], "error": str(err)}
+        watch_seconds = time.monotonic() - watch_started
+    docs_since = time.time()
     docs_started = time.monotonic()
     ctx.build_data_docs(resource_identifiers=ids)
+    site = data_docs_index(root).removesuffix("/index.html")
+    docs_assets.make_offline(site, docs_assets.pages_since(site, docs_since))   # readable without the internet
     docs_seconds = time.monotonic() - docs_started
     summary = {"stage": stage, "date": day.isoformat(), "passed": not failures, "failures": failures,
                "warnings": warnings, "results": f"{root}/gx/uncommitted/validations",
@@ -346,6 +366,17 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
             storage.write_json(spark, metrics_uri(wh, name, part),
                                {k: v for k, v in values.items() if isinstance(v, (int, float)) or v is None})
         summary["tables"] = {n: {"delta_version": v} for n, v in table_versions(spark, written).items()}
+        if watched is not None:
+            recording = time.monotonic()
+            try:
+                anomaly_summary["recorded"] = anomalies.record(spark, wh, day, stage, watched)
+            except Exception as err:   # published already: a lost history row is reported, not fatal
+                log.exception("gate %s: could not record the night's metrics in %s", stage,
+                              anomalies.history_uri(wh))
+                warnings.append(f"{anomalies.SUITE}: the night's metrics were not recorded ({type(err).__name__})")
+            watch_seconds += time.monotonic() - recording
+    if watched is not None:
+        summary["anomalies"] = {**anomaly_summary, "seconds": round(watch_seconds, 2)}
     for text in warnings:
         log.warning("gate %s warning: %s", stage, text)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -357,6 +388,40 @@ def gate(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: Ma
     if failures:
         raise GateFailed(summary)
     return summary
+
+
+def check_anomalies(spark: SparkSession, ctx, cfg: AppConfig, wh: Warehouse, stage: str, day: date,
+                    metrics: Mapping[str, Mapping[str, Any]], ids: list, failures: list[str],
+                    warnings: list[str]) -> dict:
+    """The anomaly suite (expectations/anomalies.json) on the night's metrics against their history; its failed
+    checks join the gate's failures (critical) or warnings. Returns the flags and the metrics with too little
+    history for the report."""
+    import pandas as pd
+
+    conf = anomalies.settings()
+    row, info, expectations = anomalies.prepare(spark, wh, day, stage, metrics, conf)
+    flags = []
+    if expectations:
+        result = _checkpoint(ctx, "pandas", f"{anomalies.SUITE}.{stage}", expectations, METRIC_FORMAT).run(
+            batch_parameters={"dataframe": pd.DataFrame([row])},
+            expectation_parameters=_parameters(cfg, day, day))
+        for vid, run in result.run_results.items():
+            ids.append(vid)
+            for r in run.results:
+                if r.success:
+                    continue
+                conf_ = r.expectation_config
+                level = q.severity({"meta": conf_.meta or {}})
+                column = conf_.kwargs["column"]
+                flag = {**anomalies.describe(column, conf_.kwargs, info), "severity": level}
+                flags.append(flag)
+                (warnings if level == q.WARNING else failures).append(f"{anomalies.SUITE}: {flag['text']}")
+    short = anomalies.too_little_history(info, expectations)
+    if short:
+        log.info("gate %s: %d metric(s) with too little history (%d nights needed), not judged yet: %s", stage,
+                 len(short), conf["min_history"], ", ".join(short[:5]) + (" ..." if len(short) > 5 else ""))
+    return {"checked": len({e["kwargs"]["column"] for e in expectations}), "flags": flags,
+            "too_little_history": short}
 
 
 def plan_uris(cfg: AppConfig, tables: Mapping[str, str]) -> dict[str, str]:
@@ -372,8 +437,10 @@ def begin_gate(spark: SparkSession, cfg: AppConfig, plan: GatePlan, day: date) -
 
 
 def run_gate(spark: SparkSession, cfg: AppConfig, plan: GatePlan, day: date, versions: Mapping[str, int | None],
-             report: Mapping[str, Any] | None = None, observed: Mapping[str, ObservedChecks] | None = None) -> dict:
+             report: Mapping[str, Any] | None = None, observed: Mapping[str, ObservedChecks] | None = None,
+             extra_metrics: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """``gate`` on a stage's plan (pipelines/gates.py); ``report`` is checked when the plan says so."""
     return gate(spark, cfg, plan.stage, day, plan_uris(cfg, plan.checked), versions,
                 report if plan.report else None, partitions=plan.partitions or None, observed=observed,
-                volume_since=plan.volume_since or None, unvalidated=plan_uris(cfg, plan.unvalidated) or None)
+                volume_since=plan.volume_since or None, unvalidated=plan_uris(cfg, plan.unvalidated) or None,
+                extra_metrics=extra_metrics)

@@ -235,7 +235,8 @@ def run_gold(spark: SparkSession, cfg: AppConfig, day: date, closed_labels: int 
     if closed_labels:
         first = storage.read_delta(spark, wh.gold("entity_day")).agg(F.min("event_date")).first()[0]
         out["quality"] = run_gate(spark, cfg, gold_gate(event_day, first, max(cfg.gold.windows_days)), day, versions,
-                                  observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks})
+                                  observed={"gold_entity_day": partial_checks, "gold_features": snapshot_checks},
+                                  extra_metrics={"gold_feature_keys": keys})
     else:  # the first night of a history has no closed day yet: empty gold is expected, not a failure
         log.info("gold dt=%s: no labels closed for %s, nothing to validate", day, event_day)
         finish(spark, cfg, "gold", day)

@@ -69,6 +69,9 @@ def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     try:
         return _run_stages(spark, cfg, day, train)
+    except BaseException as err:
+        failed_page(spark, cfg, day, err)
+        raise
     finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         spark.sparkContext.setLocalProperty("spark.job.description", None)
@@ -101,14 +104,60 @@ def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:
     report["quality"] = {"ingest": ingest_gate, **report.get("quality", {}), **gold_gate}
     train_stage(spark, cfg, day, report, times, train)
     score_stage(spark, cfg, day, report, times)
+    watch_stage(spark, cfg, day, report, times)
     log.info("report: %s", wh.report(day))
+    log.info("night page: %s (every night: %s/reports/index.html)", f"{wh.report_dir(day)}/night.html", wh.root)
     return report
 
 
-def write_report(spark, wh: Warehouse, day, report: dict, times: dict[str, float]) -> None:
+def watch_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:
+    """Drift of tonight's features and scores (jobs/stages/watch.py), then the report and the night page again.
+
+    The night's data is published by then: a drift that cannot be measured is recorded, never a failed night."""
+    from jobs.stages.watch import run_drift
+
+    started = time.monotonic()
+    stage_jobs(spark, "watch", day)
+    try:
+        report["drift"] = run_drift(spark, cfg, day)
+    except Exception as err:
+        log.exception("drift dt=%s could not be measured", day)
+        report["drift"] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    times["watch"] = time.monotonic() - started
+    write_report(spark, cfg, day, report, times)
+
+
+def failed_page(spark, cfg: AppConfig, day, err: BaseException) -> None:
+    """The night page of a night that stopped: what its report holds so far, or the gate's summary, and why."""
+    import json
+
+    from jobs.runtime.quality import GateFailed
+    from jobs.stages.pages import write_pages
+
+    wh = Warehouse(cfg.paths.warehouse)
+    try:
+        report = json.loads(storage.read_text(spark, wh.report(day))) if storage.exists(spark, wh.report(day)) else {}
+        if report.get("date") != day.isoformat():
+            report = {"date": day.isoformat()}
+        if isinstance(err, GateFailed):
+            report.setdefault("quality", {})[err.summary["stage"]] = err.summary
+        write_pages(spark, cfg, day, report, error=f"{type(err).__name__}: {err}")
+    except Exception:   # the night's own error is the one to raise
+        log.exception("could not write the night page of the failed night %s", day)
+
+
+def write_report(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:
+    """The run report, its summary.md and the night page (with the index of nights)."""
+    from jobs.stages.pages import write_pages
+
+    wh = Warehouse(cfg.paths.warehouse)
     report["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     storage.write_json(spark, wh.report(day), report)
     storage.write_text(spark, f"{wh.report_dir(day)}/summary.md", summary_markdown(report, times))
+    try:
+        write_pages(spark, cfg, day, report)
+    except Exception:   # a page is for reading: the night's outcome stands without it
+        log.exception("could not write the night page of %s", day)
 
 
 def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float]) -> None:
@@ -125,12 +174,11 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
 
     started = time.monotonic()
     stage_jobs(spark, "score", day)
-    wh = Warehouse(cfg.paths.warehouse)
 
     def failed(key: str, err: BaseException) -> None:
         report[key] = {**report.get(key, {}), "status": "failed", "error": f"{type(err).__name__}: {err}"}
         times["score"] = time.monotonic() - started
-        write_report(spark, wh, day, report, times)
+        write_report(spark, cfg, day, report, times)
 
     if cfg.score.nightly:
         log.info("score dt=%s", day)
@@ -154,7 +202,7 @@ def score_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
             report["score_monitoring"] = monitored
     times["score"] = time.monotonic() - started
     if "scoring" in report or "score_monitoring" in report:
-        write_report(spark, wh, day, report, times)
+        write_report(spark, cfg, day, report, times)
 
 
 def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float],
@@ -165,16 +213,16 @@ def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
     whatever training does, and a night killed while training says so. A failure is recorded as
     ``failed`` and re-raised (exit 1, or 3 for the training set's gate).
     """
-    wh, started = Warehouse(cfg.paths.warehouse), time.monotonic()
+    started = time.monotonic()
     log.info("[4/4] train dt=%s", day)
     stage_jobs(spark, "train", day)
     report["training"] = nightly_training.plan(spark, cfg, day, report["closed_day"], train)
     if report["training"]["status"] == "skipped":
         log.info("training skipped: %s", report["training"]["reason"])
         times["train"] = time.monotonic() - started
-        write_report(spark, wh, day, report, times)
+        write_report(spark, cfg, day, report, times)
         return
-    write_report(spark, wh, day, report, times)  # marked running
+    write_report(spark, cfg, day, report, times)  # marked running
     try:
         report["training"] = nightly_training.run(spark, cfg, report["training"])
     except BaseException as err:
@@ -183,6 +231,6 @@ def train_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
     finally:
         times["train"] = time.monotonic() - started
         try:
-            write_report(spark, wh, day, report, times)
+            write_report(spark, cfg, day, report, times)
         except Exception:
-            log.exception("could not record the training outcome in %s", wh.report(day))
+            log.exception("could not record the training outcome in %s", Warehouse(cfg.paths.warehouse).report(day))

@@ -20,6 +20,7 @@ from pipelines.config import AppConfig
 from pipelines.schemas import ddl
 from pipelines.train.scorers import score
 from pipelines.training_set import raw_categories, snapshot_day, snapshot_span, with_dimensions
+from pipelines.watch import hash_sample
 
 log = logging.getLogger("ctr.score")
 
@@ -51,14 +52,16 @@ def published_snapshots(spark: SparkSession, wh: Warehouse, first: date, last: d
     return have
 
 
-def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFrame, date, date]:
+def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
+                sample_rows: int | None = None) -> tuple[DataFrame, date, date]:
     """The valid impressions that landed on ``day`` with every feature a scorer of ``day`` could have had.
 
     Same-day counts see every valid impression of the rows' event days that had landed by
     ``day`` (the lookback window), so a late delivery's count includes its own day's
     earlier landings. Returns the rows (silver columns, dimensions, snapshot_date, f_* and
     c_* columns) and their first and last event day. UsageError when a needed input is
-    missing.
+    missing. ``sample_rows``: only about that many of the day's rows get their history (a hash sample of
+    impression_id; same-day counts still see every row), for the drift measure (jobs/stages/watch.py).
     """
     from jobs.stages.gold import check_declarations, dimensions
     from jobs.stages.training_set import with_features
@@ -98,7 +101,10 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date) -> tuple[DataFra
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
                            landed="dt")
-    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=F.col("dt") == F.lit(day))
+    keep = F.col("dt") == F.lit(day)
+    if sample_rows is not None:
+        keep = keep & hash_sample(sample_rows, span["n"])
+    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=keep)
     return (featured.select("*", snapshot_day(F.col("event_date"), ts.snapshot_lag_days, F.col("dt"))
                             .alias("snapshot_date"), *raw_categories(ts.categorical)), first, last)
 

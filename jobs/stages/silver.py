@@ -9,18 +9,18 @@ import time
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.runtime import storage
+from jobs.runtime import anomalies, storage
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import begin_gate, run_gate
-from pipelines import silver
+from pipelines import silver, watch
 from pipelines.attribution import decide_clicks, with_final_fates
 from pipelines.bots import behavioural_bot_user_days, bot_user_days_among, counted_events
 from pipelines.config import AppConfig, CleanConfig
 from pipelines.conversions import conversion_fates, touchpoints
-from pipelines.dedup import flag_duplicates
+from pipelines.dedup import flag_duplicates, one_row_per_key_and_day
 from pipelines.gates import silver_gate
 from pipelines.labels import (
     LABEL_COLUMNS,
@@ -60,6 +60,27 @@ def latest_ads(spark: SparkSession, wh: Warehouse, day: date) -> DataFrame:
         log.warning("no ads snapshot on or before %s: every impression is judged by the display rule", day)
         return spark.createDataFrame([], "ad_id string, creative_type string")
     return ads
+
+
+def watched_volumes(spark: SparkSession, cfg: AppConfig, wh: Warehouse, day: date) -> dict[str, dict[str, int]]:
+    """The valid impressions of tonight's top publishers and ad categories (and of last night's top ones), for the
+    metric history: one aggregation of the night's partition by publisher and ad, the ads snapshot joined after."""
+    valid = storage.read_delta(spark, wh.silver("impressions")).where(
+        (F.col("dt") == F.lit(day)) & (F.col("fate") == "valid"))
+    uri = wh.bronze("ads")
+    ads = (one_row_per_key_and_day(storage.read_delta(spark, uri).where(F.col("dt") <= F.lit(day)), "ad_id")
+           if storage.is_delta(spark, uri) else spark.createDataFrame([], "ad_id string, category string, dt date"))
+    latest = Window.partitionBy("ad_id").orderBy(F.col("dt").desc())
+    ads = ads.withColumn("_newest", F.row_number().over(latest)).where(F.col("_newest") == 1)
+    publishers, categories = watch.entity_volumes(valid.select("publisher_id", "ad_id"), ads)
+    last_night = anomalies.read_history(spark, wh, day, 1, "silver")
+    top = cfg.monitoring.top_entities
+    out = {}
+    for source, frame, key in (("publisher_volume", publishers, "publisher_id"),
+                               ("ad_category_volume", categories, "ad_category")):
+        had = [m.removeprefix(f"{source}.") for m in last_night if m.startswith(f"{source}.")]
+        out[source] = watch.top_volumes([(r[key], r["n"]) for r in frame.collect()], top, had)
+    return out
 
 
 def fate_counts(df: DataFrame) -> dict[str, int]:
@@ -106,7 +127,13 @@ def run_silver(spark: SparkSession, cfg: AppConfig, day: date, lines_read: dict[
     spark.catalog.clearCache()
     if errors:
         log.error("run report does not balance: %s", "; ".join(errors))
-    report["quality"] = {"silver": run_gate(spark, cfg, plan, day, versions, report)}
+    t = time.monotonic()
+    volumes = watched_volumes(spark, cfg, wh, day)
+    volumes_seconds = time.monotonic() - t
+    report["quality"] = {"silver": run_gate(spark, cfg, plan, day, versions, report, extra_metrics=volumes)}
+    watched = report["quality"]["silver"].get("anomalies")
+    if watched:   # the watch's share of the night: its volumes aggregation too
+        watched["seconds"] = round(watched["seconds"] + volumes_seconds, 2)
     log.info("silver dt=%s done in %.1fs", day, time.monotonic() - started)
     for line in funnel_lines(report):
         log.info("  %s", line)

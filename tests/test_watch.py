@@ -1,0 +1,112 @@
+"""The nightly watch's pure parts (pipelines/watch.py): anomaly statistics against a history, drift measures."""
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import pytest
+
+from pipelines import watch
+
+D = date(2025, 3, 31)   # a Monday
+
+
+def nights(values: list[float], last: date = D - timedelta(days=1)) -> list[tuple[date, float]]:
+    """``values`` as the nights ending at ``last`` (oldest first)."""
+    return [(last - timedelta(days=len(values) - 1 - i), v) for i, v in enumerate(values)]
+
+
+def test_change_delta_and_z_against_the_trailing_nights():
+    history = {"run_report.impressions_raw": nights([100, 102, 98, 100, 101, 99])}
+    row, info = watch.anomaly_frame({"run_report.impressions_raw": 50.0}, history, D, 14, 5, 3)
+    assert row["run_report.impressions_raw|change"] == pytest.approx(50 / 100 - 1)
+    assert row["run_report.impressions_raw|delta"] == pytest.approx(-50)
+    spread = math.sqrt(sum((v - 100) ** 2 for v in [100, 102, 98, 100, 101, 99]) / 6)
+    assert row["run_report.impressions_raw|z"] == pytest.approx((50 - 100) / spread)
+    assert info["run_report.impressions_raw"] == {"value": 50.0, "history": 6, "seasonal": False, "median": 100.0,
+                                                  "judged": True, "change": pytest.approx(-0.5), "delta": -50.0,
+                                                  "z": pytest.approx((50 - 100) / spread)}
+
+
+def test_too_little_history_gives_no_statistic():
+    row, info = watch.anomaly_frame({"rates.ctr": 0.5}, {"rates.ctr": nights([0.03] * 4)}, D, 14, 5, 3)
+    assert row == {"rates.ctr|change": None, "rates.ctr|delta": None, "rates.ctr|z": None}
+    assert info["rates.ctr"]["history"] == 4
+
+
+def test_only_nights_inside_the_window_and_before_today_count():
+    series = nights([1000] * 5, last=D - timedelta(days=20)) + nights([10] * 5) + [(D, 99999.0)]
+    row, info = watch.anomaly_frame({"m.x": 10.0}, {"m.x": series}, D, 14, 5, 99)
+    assert info["m.x"]["history"] == 5 and row["m.x|change"] == 0.0
+
+
+def test_a_constant_history_has_no_z_but_a_delta():
+    # a null share that was always 0: z is undefined, the delta names the jump
+    row, _ = watch.anomaly_frame({"bronze_impressions.null_share_country": 1.0},
+                                 {"bronze_impressions.null_share_country": nights([0.0] * 7)}, D, 14, 5, 3)
+    assert row == {"bronze_impressions.null_share_country|change": None,
+                   "bronze_impressions.null_share_country|delta": 1.0,
+                   "bronze_impressions.null_share_country|z": None}
+
+
+def test_the_same_weekday_is_the_baseline_once_enough_weeks_exist():
+    # Mondays carry twice the traffic: against the trailing nights a normal Monday looks like +100%,
+    # against the last three Mondays it is normal.
+    days = [(D - timedelta(days=k), 200.0 if (D - timedelta(days=k)).weekday() == 0 else 100.0)
+            for k in range(21, 0, -1)]
+    row, info = watch.anomaly_frame({"v.x": 200.0}, {"v.x": days}, D, 14, 5, 3)
+    assert info["v.x"]["seasonal"] and info["v.x"]["history"] == 3 and row["v.x|change"] == 0.0
+    row, info = watch.anomaly_frame({"v.x": 200.0}, {"v.x": days}, D, 14, 5, 4)   # only 3 Mondays: trailing
+    assert not info["v.x"]["seasonal"] and row["v.x|change"] == pytest.approx(1.0)
+
+
+def test_an_entity_volume_that_vanished_counts_as_zero_other_metrics_do_not():
+    history = {"publisher_volume.p1": nights([50.0] * 6), "publisher_volume.p2": nights([40.0] * 6),
+               "bronze_clicks.null_share_ip": nights([0.1] * 6)}
+    row, info = watch.anomaly_frame({"publisher_volume.p1": 50.0}, history, D, 14, 5, 3, ("publisher_volume",))
+    assert info["publisher_volume.p2"]["value"] == 0.0 and row["publisher_volume.p2|change"] == -1.0
+    assert "bronze_clicks.null_share_ip|delta" not in row
+
+
+def test_top_volumes_keeps_last_nights_top_entities():
+    counts = [("a", 10), ("b", 30), ("c", 20), ("d", 1)]
+    assert watch.top_volumes(counts, 2) == {"b": 30, "c": 20}
+    assert watch.top_volumes(counts, 2, also=["d", "gone"]) == {"b": 30, "c": 20, "d": 1}
+
+
+def test_report_rates_are_shares_of_their_own_totals():
+    report = {"impressions_raw": 200, "impressions_valid": 100, "impressions_clicked": 5, "impressions_measured": 80,
+              "impressions_viewable": 40, "impressions_bot_declared": 6, "impressions_bot_behavioural": 4,
+              "impressions_duplicate": 2, "impressions_malformed": 8, "clicks_raw": 0,
+              "ingest": {"lines": {"impressions": 200, "clicks": 0},
+                         "quarantined_by_reason": {"impressions": {"invalid_json": 8}, "clicks": {"empty_line": 0}}}}
+    assert watch.report_rates(report) == {
+        "ctr": 0.05, "viewable_share": 0.5, "measured_share": 0.8, "bot_share": 0.05, "duplicate_share": 0.01,
+        "impressions_malformed_share": 0.04, "clicks_malformed_share": None, "clicks_orphan_share": None,
+        "clicks_attributed_share": None, "quarantine_share_impressions_invalid_json": 0.04}
+
+
+def test_metric_rows_keep_finite_numbers_only():
+    rows = watch.metric_rows(D, "silver", {"a": {"x": 1, "y": None, "z": float("nan"), "w": True, "v": 2.5}})
+    assert rows == [(D, "silver", "a", "v", 2.5), (D, "silver", "a", "x", 1.0)]
+
+
+def test_psi_of_known_distributions():
+    assert watch.psi([10, 10], [10, 10]) == 0.0
+    # (0.2 - 0.5) ln(0.2/0.5) + (0.8 - 0.5) ln(0.8/0.5)
+    assert watch.psi([50, 50], [20, 80]) == pytest.approx(-0.3 * math.log(0.4) + 0.3 * math.log(1.6))
+    # an empty bin is floored, not infinite
+    assert math.isfinite(watch.psi([100, 0], [0, 100])) and watch.psi([100, 0], [0, 100]) > 5
+
+
+def test_jensen_shannon_is_bounded_by_one():
+    assert watch.jensen_shannon([1, 1, 0], [1, 1, 0]) == 0.0
+    assert watch.jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert 0 < watch.jensen_shannon([3, 1], [1, 3]) < 1
+
+
+def test_bins_and_levels():
+    edges = watch.quantile_edges([0.5, None, 0.2, 0.5, float("nan")])
+    assert edges == [0.2, 0.5]
+    assert [watch.bin_index(v, edges) for v in (None, 0.1, 0.2, 0.3, 0.9)] == [0, 1, 1, 2, 3]
+    assert [watch.drift_level(v, 0.1, 0.2) for v in (None, 0.05, 0.15, 0.25)] == ["n/a", "ok", "warn", "flag"]
