@@ -114,12 +114,11 @@ def night_findings(report: dict) -> dict:
     drifted = [f["feature"] for f in drift.get("features", []) if f["level"] == "flag"]
     watch_s = sum((g.get("anomalies") or {}).get("seconds", 0) for g in report.get("quality", {}).values())
     night_s = sum(report.get("stage_seconds", {}).values())
-    judged = any((g.get("anomalies") or {}).get("checked") and len((g.get("anomalies") or {}).get(
-        "too_little_history", [])) < (g.get("anomalies") or {}).get("checked", 0)
-        for g in report.get("quality", {}).values())
+    # judged: the run report's volume had enough history to be checked (not in too_little_history)
+    short = (report.get("quality", {}).get("silver", {}).get("anomalies") or {}).get("too_little_history", [])
     return {"flags": sorted(flags), "drift_flagged": drifted, "drift_status": drift.get("status"),
             "anomaly_seconds": round(watch_s, 2), "drift_seconds": report.get("stage_seconds", {}).get("watch", 0),
-            "night_seconds": round(night_s, 1), "judged": judged}
+            "night_seconds": round(night_s, 1), "judged": "run_report.impressions_raw" not in short}
 
 
 def main(argv: list[str] | None = None) -> int:

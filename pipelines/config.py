@@ -176,7 +176,7 @@ class MonitoringConfig:
     top_entities: int = 20          # publishers and ad categories whose volumes the history keeps, by tonight's volume
     drift_warn: float = 0.1         # PSI (numeric) or Jensen-Shannon (categorical) above this: warn
     drift_flag: float = 0.2         # ... above this: flag
-    drift_sample_rows: int = 200_000   # at most this many rows of each side are binned (a hash sample)
+    drift_sample_rows: int = 50_000    # at most this many rows of each side are binned on the driver (a hash sample)
     drift_bins: int = 10            # quantile bins of a numeric feature, from the reference
     drift_categories: int = 20      # a categorical feature's most frequent reference values; the rest are one bin
     trend_nights: int = 30          # nights in the night page's trends

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 from statistics import mean, median, pstdev
 from typing import Any
 
@@ -29,7 +30,8 @@ STATS = ("change", "delta", "z")
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int, float or Decimal (what a SQL aggregate may return), not a bool."""
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def metric_rows(day: date, stage: str, metrics: Mapping[str, Mapping[str, Any]]) -> list[tuple]:
@@ -169,9 +171,59 @@ def jensen_shannon(reference: Sequence[float], current: Sequence[float]) -> floa
     return float(max(0.0, (kl(r, m) + kl(c, m)) / 2))
 
 
+def numeric_profile(values, bins: int) -> tuple[list[float], list[int]]:
+    """(inner edges from the quantiles, counts per bin) of a numeric sample (numpy-like, NaN = missing)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype="float64")
+    present = v[~np.isnan(v)]
+    # quantiles that are values of the sample (inverted CDF), so integer and point-mass features bin exactly
+    probs = [i / bins for i in range(1, bins)]
+    edges = quantile_edges(np.quantile(present, probs, method="inverted_cdf").tolist()) if present.size else []
+    return edges, numeric_counts(v, edges)
+
+
+def numeric_counts(values, edges: Sequence[float]) -> list[int]:
+    """Counts per bin of ``bin_index`` (0: missing, then 1 + the number of edges below the value), vectorised."""
+    import numpy as np
+
+    v = np.asarray(values, dtype="float64")
+    missing = np.isnan(v)
+    index = 1 + np.searchsorted(np.asarray(edges, dtype="float64"), v[~missing], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 2)
+    counts[0] = int(missing.sum())
+    return [int(c) for c in counts]
+
+
+def category_profile(values, top: int) -> tuple[list[str], list[int]]:
+    """(the ``top`` most frequent values, counts per bin: missing, each value, every other value)."""
+    seen: dict[str, int] = {}
+    for v in values:
+        if v is not None and v == v:
+            seen[str(v)] = seen.get(str(v), 0) + 1
+    ranked = [k for k, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    return ranked, category_counts(values, ranked)
+
+
+def category_counts(values, categories: Sequence[str]) -> list[int]:
+    """Counts per bin: missing, each of ``categories`` in order, then every other value."""
+    position = {c: i + 1 for i, c in enumerate(categories)}
+    counts = [0] * (len(categories) + 2)
+    for v in values:
+        counts[0 if v is None or v != v else position.get(str(v), len(categories) + 1)] += 1
+    return counts
+
+
 def quantile_edges(quantiles: Sequence[float | None]) -> list[float]:
-    """Distinct, sorted inner bin edges from approximate quantiles (constant columns give fewer bins)."""
-    return sorted({float(q) for q in quantiles if is_number(q)})
+    """Inner bin edges midway between the distinct quantile values, so each bin is centred on one of them.
+
+    A value many rows share (a count of 0, the prior mean every key without history gets) then sits inside its
+    bin, not on an edge: an edge at that very value would send the whole mass into the next bin when the value
+    moves a hair (the prior is re-fitted every night) and PSI would read that as drift. Integer features get one
+    bin per value among the quantiles. A constant column has no edge.
+    """
+    values = sorted({float(q) for q in quantiles if is_number(q)})
+    return [(a + b) / 2 for a, b in zip(values, values[1:])]
 
 
 def bin_index(value: float | None, edges: Sequence[float]) -> int:

@@ -88,6 +88,14 @@ def test_a_critical_anomaly_stops_publication_and_records_nothing(spark, cfg, mo
     assert D not in {d for v in anomalies.read_history(spark, wh, D + timedelta(days=1), 1).values() for d, _ in v}
 
 
+def test_bounds_are_judged_as_gx_judges_them():
+    between = {"min_value": -0.3, "max_value": 0.5}
+    assert [anomalies.outside(v, between) for v in (None, -0.3, 0.5, -0.31, 0.51)] == [False, False, False, True,
+                                                                                       True]
+    assert anomalies.outside(0.5, {**between, "strict_max": True}) and not anomalies.outside(0.0, {"min_value": 0})
+    assert anomalies.outside(0.0, {"min_value": {"$PARAMETER": "x"}})   # GX resolves parameters
+
+
 def test_rerecording_a_night_replaces_its_rows(spark, cfg):
     wh = Warehouse(cfg.paths.warehouse)
     for value in (1.0, 2.0):

@@ -87,8 +87,11 @@ def test_report_rates_are_shares_of_their_own_totals():
 
 
 def test_metric_rows_keep_finite_numbers_only():
-    rows = watch.metric_rows(D, "silver", {"a": {"x": 1, "y": None, "z": float("nan"), "w": True, "v": 2.5}})
-    assert rows == [(D, "silver", "a", "v", 2.5), (D, "silver", "a", "x", 1.0)]
+    from decimal import Decimal
+
+    rows = watch.metric_rows(D, "silver", {"a": {"x": 1, "y": None, "z": float("nan"), "w": True, "v": 2.5,
+                                                 "d": Decimal("0.25")}})
+    assert rows == [(D, "silver", "a", "d", 0.25), (D, "silver", "a", "v", 2.5), (D, "silver", "a", "x", 1.0)]
 
 
 def test_psi_of_known_distributions():
@@ -106,7 +109,42 @@ def test_jensen_shannon_is_bounded_by_one():
 
 
 def test_bins_and_levels():
-    edges = watch.quantile_edges([0.5, None, 0.2, 0.5, float("nan")])
-    assert edges == [0.2, 0.5]
+    assert watch.quantile_edges([0.5, None, 0.1, 0.5, float("nan"), 0.9]) == [0.3, 0.7]
+    assert watch.quantile_edges([3.0, 3.0]) == []
+    edges = [0.2, 0.5]
     assert [watch.bin_index(v, edges) for v in (None, 0.1, 0.2, 0.3, 0.9)] == [0, 1, 1, 2, 3]
     assert [watch.drift_level(v, 0.1, 0.2) for v in (None, 0.05, 0.15, 0.25)] == ["n/a", "ok", "warn", "flag"]
+
+
+def test_numpy_binning_agrees_with_bin_index():
+    import numpy as np
+
+    values = [None, 0.1, 0.2, 0.2, 0.3, 0.5, 0.9, float("nan")]
+    edges = [0.2, 0.5]
+    expected = [0] * 4
+    for v in values:
+        expected[watch.bin_index(v, edges)] += 1
+    as_array = np.array([np.nan if v is None else v for v in values], dtype="float64")
+    assert watch.numeric_counts(as_array, edges) == expected == [2, 3, 2, 1]
+    # integer counts: bins centred on the values at the quantiles, the edges between them
+    edges, counts = watch.numeric_profile(np.array([0, 0, 0, 1, 1, 2, 2, 5, np.nan]), 4)
+    assert edges == [0.5, 1.5] and counts == [1, 3, 2, 3]
+
+
+def test_a_shared_value_that_moves_a_hair_is_no_drift():
+    """The prior mean every key without history gets is re-fitted nightly: 0.0300 tonight, 0.0301 before."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    reference = np.concatenate([np.full(600, 0.0300), rng.uniform(0.0, 0.2, 400)])
+    tonight = np.concatenate([np.full(600, 0.0301), rng.uniform(0.0, 0.2, 400)])
+    edges, counts = watch.numeric_profile(reference, 10)
+    assert watch.psi(counts, watch.numeric_counts(tonight, edges)) < 0.05
+    shifted = np.concatenate([np.full(600, 0.15), rng.uniform(0.0, 0.2, 400)])
+    assert watch.psi(counts, watch.numeric_counts(shifted, edges)) > 0.2
+
+
+def test_category_profile_keeps_the_top_values_and_pools_the_rest():
+    values, counts = watch.category_profile(["a", "b", "a", None, "c", "a", "b", "d"], 2)
+    assert values == ["a", "b"] and counts == [1, 3, 2, 2]
+    assert watch.category_counts(["b", "z", None], values) == [1, 0, 1, 1]

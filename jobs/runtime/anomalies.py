@@ -76,7 +76,16 @@ def settings() -> dict[str, Any]:
     meta = suite.get("meta", {})
     return {"window_days": int(meta.get("window_days", 14)), "min_history": int(meta.get("min_history", 5)),
             "seasonal_min": int(meta.get("seasonal_min", 3)), "lookback_days": int(meta.get("lookback_days", 56)),
-            "expectations": suite.get("expectations", [])}
+            "expectations": _between_only(suite.get("expectations", []))}
+
+
+def _between_only(expectations: list[dict]) -> list[dict]:
+    """The anomaly suite holds bounds on statistics: expect_column_values_to_be_between only."""
+    other = sorted({e.get("type") for e in expectations} - {"expect_column_values_to_be_between"})
+    if other:
+        raise ValueError(f"expectations/{SUITE}.json: only expect_column_values_to_be_between is supported, "
+                         f"got {', '.join(map(str, other))}")
+    return expectations
 
 
 def prepare(spark: SparkSession, wh: Warehouse, day: date, stage: str, sources: Mapping[str, Mapping[str, Any]],
@@ -88,6 +97,18 @@ def prepare(spark: SparkSession, wh: Warehouse, day: date, stage: str, sources: 
     _, expectations = q.split_suite({"expectations": conf["expectations"]}, list(row))
     # a check of a metric this stage does not compute (the run report's rates at ingest) is not this stage's
     return row, info, [e for e in expectations if e["kwargs"]["column"] in row]
+
+
+def outside(value: float | None, kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``value`` breaks expect_column_values_to_be_between's bounds (a null value passes, as in GX)."""
+    if value is None:
+        return False
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    if isinstance(lo, dict) or isinstance(hi, dict):   # a {"$PARAMETER": ...} bound: GX resolves and judges it
+        return True
+    below = lo is not None and (value <= lo if kwargs.get("strict_min") else value < lo)
+    above = hi is not None and (value >= hi if kwargs.get("strict_max") else value > hi)
+    return below or above
 
 
 def describe(column: str, kwargs: Mapping[str, Any], info: Mapping[str, dict]) -> dict:

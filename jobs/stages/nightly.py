@@ -33,8 +33,23 @@ def summary_markdown(report: dict, stage_seconds: dict[str, float]) -> str:
              *[f"- {k}: {'passed' if g['passed'] else 'FAILED'}, {len(g['warnings'])} warnings"
                + "".join(f"\n  - warning: {w}" for w in g["warnings"]) for k, g in gates.items()],
              "", f"Data Docs: {next(iter(gates.values()))['data_docs']}" if gates else "", "",
-             *nightly_training.markdown(report.get("training")), *score_markdown(report)]
+             *watch_markdown(report), *nightly_training.markdown(report.get("training")), *score_markdown(report)]
     return "\n".join(lines)
+
+
+def watch_markdown(report: dict) -> list[str]:
+    """Anomaly flags and drift, in short; the night page (night.html, beside this file) shows them in full."""
+    flags = [f for g in report.get("quality", {}).values() for f in (g.get("anomalies") or {}).get("flags", [])]
+    lines = ["## Watch", "", "Night page: [night.html](night.html) (trends, anomalies, drift)", ""]
+    lines += [f"- anomaly ({f['severity']}): {f['text']}" for f in flags] or ["- no anomaly against the metric history"]
+    drift = report.get("drift") or {}
+    if drift.get("status") == "measured":
+        lines.append(f"- drift: {drift['flagged']} feature(s) flagged, {drift['warned']} warned of "
+                     f"{len(drift['features'])}" + (f"; most drifted: {', '.join(drift['top'][:5])}"
+                                                    if drift["top"] else ""))
+    elif drift:
+        lines.append(f"- drift {drift.get('status')}: {drift.get('reason') or drift.get('error')}")
+    return [*lines, ""]
 
 
 def score_markdown(report: dict) -> list[str]:

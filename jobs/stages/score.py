@@ -104,7 +104,8 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
     keep = F.col("dt") == F.lit(day)
     if sample_rows is not None:
         keep = keep & hash_sample(sample_rows, span["n"])
-    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=keep)
+    featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=keep,
+                             few_rows=sample_rows is not None)
     return (featured.select("*", snapshot_day(F.col("event_date"), ts.snapshot_lag_days, F.col("dt"))
                             .alias("snapshot_date"), *raw_categories(ts.categorical)), first, last)
 

@@ -65,14 +65,15 @@ def feature_columns(cfg: AppConfig) -> list[str]:
 
 
 def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: DataFrame, first: date, last: date,
-                  landed: str, keep: Column | None = None) -> DataFrame:
+                  landed: str, keep: Column | None = None, few_rows: bool = False) -> DataFrame:
     """Rows of event days first .. last plus every feature: the one implementation training and scoring share.
 
     In: impressions with dimensions (pipelines/training_set.with_dimensions) and their
     arrival day in ``landed``. Out: rows' columns plus feature_columns(cfg), history as of
     snapshot_day (training_set.snapshot_lag_days), same-day counts over the impressions in
     ``rows`` that had landed by each row's arrival day; with ``keep``, only the rows it
-    selects get the history (the others only counted). The snapshots must exist.
+    selects get the history (the others only counted); ``few_rows``: those are a small sample
+    (pipelines/training_set.join_features). The snapshots must exist.
     """
     gold, ts = cfg.gold, cfg.training_set
     # Checkpointed (not only cached): the dimension joins and ten entity joins in one
@@ -87,7 +88,7 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
                   if r["n"] <= gold.broadcast_max_keys)
     return join_features(counted, features, priors, gold.entities, declarations.history_features(gold.features),
                          gold.features.context, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
-                         landed=landed)
+                         landed=landed, few_rows=few_rows)
 
 
 def with_closed_conversions(spark: SparkSession, wh: Warehouse, labels: DataFrame, first: date,
