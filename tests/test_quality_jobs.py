@@ -64,6 +64,10 @@ def test_a_failed_ingest_gate_exits_3_keeps_bronze_and_stops_the_night(spark, tm
     # tables whose (empty) partitions were rewritten without a new commit need no restore
     assert {"bronze_impressions": "restored to version 0", "bronze_clicks": "restored to version 0"}.items() \
         <= stored["rolled_back"].items()
+    # the stopped night has its page, FAILED with the gate's words, and the index lists it so
+    page = storage.read_text(spark, f"{wh.report_dir(D)}/night.html")
+    assert "FAILED" in page and "bronze_clicks: the partition has 0 rows (expected at least 1)" in page
+    assert json.loads(storage.read_text(spark, f"{wh.root}/reports/nights.json"))[str(D)]["status"] == "failed"
 
 
 def test_a_failed_silver_gate_restores_every_silver_table(spark, generated, tmp_path, monkeypatch):

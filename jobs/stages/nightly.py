@@ -84,7 +84,7 @@ def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     try:
         return _run_stages(spark, cfg, day, train)
-    except BaseException as err:
+    except Exception as err:
         failed_page(spark, cfg, day, err)
         raise
     finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's

@@ -60,8 +60,8 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
     ``day`` (the lookback window), so a late delivery's count includes its own day's
     earlier landings. Returns the rows (silver columns, dimensions, snapshot_date, f_* and
     c_* columns) and their first and last event day. UsageError when a needed input is
-    missing. ``sample_rows``: only about that many of the day's rows get their history (a hash sample of
-    impression_id; same-day counts still see every row), for the drift measure (jobs/stages/watch.py).
+    missing. ``sample_rows``: only about that many of the day's rows, those of a hash sample of the users, for
+    the drift measure (jobs/stages/watch.py).
     """
     from jobs.stages.gold import check_declarations, dimensions
     from jobs.stages.training_set import with_features
@@ -97,13 +97,15 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
         log.warning("no feature snapshot as of %s: late impressions of those days are scored without history",
                     ", ".join(map(str, older)))
     population = valid.where(F.col("event_date").between(F.lit(first), F.lit(last)))
+    if sample_rows is not None:
+        # A sample of users, not of impressions: every impression of a sampled user stays, so its same-day
+        # counts (declared only for groups keyed by user_id) are exact, and the rest is never joined.
+        population = population.where(hash_sample(sample_rows, span["n"], key="user_id"))
     dims = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
                            landed="dt")
     keep = F.col("dt") == F.lit(day)
-    if sample_rows is not None:
-        keep = keep & hash_sample(sample_rows, span["n"])
     featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=keep,
                              few_rows=sample_rows is not None)
     return (featured.select("*", snapshot_day(F.col("event_date"), ts.snapshot_lag_days, F.col("dt"))
