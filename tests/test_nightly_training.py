@@ -191,6 +191,20 @@ def test_a_scored_impression_that_closes_has_the_training_rows_features_column_b
     assertDataFrameEqual(both, training.join(served.select("impression_id"), on="impression_id"))
 
 
+def test_the_drift_sample_has_the_full_runs_features_for_its_users(spark, scored):
+    """landed_rows(sample_rows=...) keeps whole users and cuts the snapshots to their keys: the rows it gives are
+    exactly the full run's rows of those users, same-day counts included."""
+    from jobs.stages.training_set import feature_columns
+
+    cfg, _, _ = scored
+    columns = ["impression_id", "user_id", *feature_columns(cfg), *[f"c_{c}" for c in cfg.training_set.categorical]]
+    full = score.landed_rows(spark, cfg, MONDAY)[0].select(*columns)
+    sample = score.landed_rows(spark, cfg, MONDAY, sample_rows=300)[0].select(*columns)
+    n, users = sample.count(), sample.select("user_id").distinct().count()
+    assert 0 < n < full.count() and users > 10
+    assertDataFrameEqual(sample, full.join(sample.select("user_id").distinct(), on="user_id", how="left_semi"))
+
+
 def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scored, tmp_path):
     from dataclasses import replace
 
