@@ -156,3 +156,28 @@ def test_the_drill_figures_are_json_serialisable(spark, cfg):
     seed(spark, wh, 6, {"p1": 500})
     summary = gate(spark, cfg, "silver", D, {}, {}, report(1000, 30), extra_metrics={"publisher_volume": {"p1": 100}})
     assert json.loads(json.dumps(summary))["anomalies"]["flags"][0]["metric"] == "publisher_volume.p1"
+
+
+def test_score_drift_compares_tonights_scores_with_the_same_champions_last_nights(spark, cfg):
+    from jobs.runtime.layout import resolve_uri
+    from jobs.stages.watch import score_drift
+
+    def night(day: date, version: str, scores: list[float]) -> None:
+        rows = [(f"{day}-{i}", p, version, day) for i, p in enumerate(scores)]
+        storage.write_partition(spark.createDataFrame(rows, "impression_id string, p_click double, "
+                                                            "model_version string, dt date"),
+                                resolve_uri(cfg.paths.warehouse, cfg.train.scores_table), day)
+
+    usual = [0.01 * (1 + i % 9) for i in range(900)]
+    for k in (1, 2, 3):
+        night(D - timedelta(days=k), "4", usual)
+    night(D - timedelta(days=4), "3", [0.5] * 900)   # another champion's scores are no baseline
+    night(D, "4", usual)
+    same = score_drift(spark, cfg, D)
+    assert same["status"] == "measured" and same["psi"] < 0.01 and same["level"] == "ok"
+    assert same["reference_rows"] == 2700 and same["rows"] == 900
+    night(D, "4", [p * 3 for p in usual])
+    assert score_drift(spark, cfg, D)["level"] == "flag"
+    night(D, "5", usual)   # a new champion: nothing of its own to compare with yet
+    assert score_drift(spark, cfg, D) == {"model_version": "5",
+                                          "status": "no earlier scores of this champion to compare with"}
