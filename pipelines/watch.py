@@ -227,8 +227,8 @@ def quantile_edges(quantiles: Sequence[float | None]) -> list[float]:
 
 
 def bin_index(value: float | None, edges: Sequence[float]) -> int:
-    """The bin of ``value``: 0 for missing, then 1 + the number of edges it exceeds (the Spark side does the same
-    with ``pipelines.watch`` edges, ``jobs/stages/watch.py``)."""
+    """The bin of ``value``: 0 for missing, then 1 + the number of edges it exceeds (one value; numeric_counts
+    bins a whole sample the same way, vectorised)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return 0
     return 1 + sum(value > e for e in edges)
