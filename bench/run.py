@@ -178,8 +178,39 @@ def compare_history(spark, cfg, days: int) -> dict:
     return out
 
 
+def watch_cost(spark, cfg, days: int, last_night: dict) -> dict:
+    """The drift step on the last night, which the bench's nights skip (no training set yet): build a training
+    set of the closed days (train days - 3, validation 1, test 1), then measure the night's drift twice - the
+    first night after a rebuild also samples the new train window (the reference, stored per training-set
+    version), every later night only the night. Shares are of the last night plus that drift step."""
+    from jobs.stages.training_set import run_training_set
+    from jobs.stages.watch import run_drift
+
+    sized = dataclasses.replace(cfg, training_set=dataclasses.replace(
+        cfg.training_set, train_days=days - 3, validation_days=1, test_days=1))
+    day = cfg.generator.start_date + timedelta(days=days - 1)
+    t = time.perf_counter()
+    manifest = run_training_set(spark, sized)
+    set_s = time.perf_counter() - t
+    runs = []
+    for _ in range(2):
+        t = time.perf_counter()
+        drift = run_drift(spark, sized, day)
+        runs.append(time.perf_counter() - t)
+    if drift.get("status") != "measured":
+        raise SystemExit(f"--watch: the drift step did not measure: {drift.get('reason')}")
+    night_s = last_night["night_s"]
+    checks_s = last_night["watch_s"]   # anomaly checks and history inside the gates (no drift on the bench night)
+    return {"training_set_s": round(set_s, 1), "training_set_rows": manifest.get("rows"),
+            "drift_rows": drift["rows"], "drift_features": len(drift["features"]),
+            "drift_first_s": round(runs[0], 1), "drift_s": round(runs[1], 1),
+            "anomaly_and_history_s": checks_s,
+            "share_first_night_after_rebuild": round((checks_s + runs[0]) / (night_s + runs[0]), 4),
+            "share": round((checks_s + runs[1]) / (night_s + runs[1]), 4)}
+
+
 def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Path | None,
-               compare_only: bool = False) -> dict:
+               compare_only: bool = False, watch: bool = False) -> dict:
     from jobs.dev.generate import run_generate
 
     gen = dataclasses.replace(base_cfg.generator, impressions_per_day=n, days=days)
@@ -230,6 +261,8 @@ def bench_size(spark, base_cfg, n: int, days: int, root: Path, event_log_dir: Pa
     # Gold reads the closed day's labels (one day of impressions) and the partials.
     out["gold_labels_per_s_per_core"] = (round(last["closed_labels"] / last["gold_s"] / CORES)
                                          if last["gold_s"] else None)
+    if watch:
+        out["watch"] = watch_cost(spark, cfg, days, nights[-1])
     if days >= 3:
         # Night 1 has no closed day (gold does nearly nothing); night 2 is the first to build partials and a
         # snapshot (1 day of history); the last night's snapshot spans days - 1 days of partials. The nights
@@ -265,10 +298,15 @@ def main() -> int:
     p.add_argument("--compare-only", action="store_true",
                    help="with --days N on a root that has the N nights: only re-measure night 1, night 2 and "
                         "night N back to back (minutes, for a quiet machine)")
+    p.add_argument("--watch", action="store_true",
+                   help="with --days 4 or more: after the nights, build a training set and time the last night's "
+                        "drift step (the watch's cost beside the anomaly checks each night already reports)")
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
     if not sizes or min(sizes) < 1000 or a.days < 1:
         p.error("--sizes needs sizes of at least 1000 impressions and --days at least 1")
+    if a.watch and (a.days < 4 or a.compare_only):
+        p.error("--watch needs --days 4 or more (three closed days for a training set) and no --compare-only")
     if a.compare_only and a.days < 3:
         p.error("--compare-only needs --days 3 or more (the night whose history is compared)")
     from jobs.runtime.cli import setup_logging
@@ -285,7 +323,7 @@ def main() -> int:
                "shuffle_partitions": cfg.spark.shuffle_partitions, "days": a.days, "sizes": []}
     for n in sizes:
         results["sizes"].append(bench_size(spark, cfg, n, a.days, Path(a.root) / f"n{n}", event_log_dir,
-                                           a.compare_only))
+                                           a.compare_only, a.watch))
         print(json.dumps(results["sizes"][-1], indent=2), flush=True)
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
@@ -308,6 +346,13 @@ def main() -> int:
               f"| {r['gold_labels_per_s_per_core'] or '-'} "
               f"| {skew.get('longest_s', '-')} s / {skew.get('median_s', '-')} s "
               f"| {duck.get('duckdb_silver_s', '-')} |")
+    for r in results["sizes"]:
+        if "watch" in r:
+            w = r["watch"]
+            print(f"\n{r['impressions_per_day']:,}/day, the watch on the last night: anomaly checks and history "
+                  f"{w['anomaly_and_history_s']} s, drift {w['drift_s']} s ({w['drift_first_s']} s the first night "
+                  f"after a training-set rebuild): {w['share']:.1%} of the night "
+                  f"({w['share_first_night_after_rebuild']:.1%})")
     for r in results["sizes"]:
         if "history" in r:
             h = r["history"]

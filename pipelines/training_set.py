@@ -113,7 +113,8 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     # Every key first, then the joins back to back, then one projection: a Project between
     # every two joins makes Spark's planner walk the plan exponentially often (and run out of memory).
     used = [e for e in entities if by_group[e]]
-    out = rows.select("*", *[entity_key(entities[e]).alias(f"__key_{e}") for e in used])
+    keyed = rows.select("*", *[entity_key(entities[e]).alias(f"__key_{e}") for e in used])
+    out = keyed
     seen = snapshot_day(F.col("event_date"), lag_days, F.col(landed) if landed else None)
     if rated:   # declarations without a rate have no means to fill with
         means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
@@ -127,7 +128,9 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
             F.col("key").alias(f"__k_{entity}"), F.col("as_of_date").alias(f"__d_{entity}"),
             *[F.col(src).alias(f"__{entity}_{src}") for src in sources])
         if few_rows:
-            keys = F.broadcast(out.select(F.col(f"__key_{entity}").alias(f"__k_{entity}")).distinct())
+            # The keys come from the rows before any join: taken from ``out``, every snapshot's plan would hold
+            # all the joins before it, doubling the plan per entity (the optimizer then runs out of memory).
+            keys = F.broadcast(keyed.select(F.col(f"__key_{entity}").alias(f"__k_{entity}")).distinct())
             snap = F.broadcast(snap.join(keys, on=f"__k_{entity}", how="left_semi"))
         elif entity in broadcast_entities:
             snap = F.broadcast(snap)
