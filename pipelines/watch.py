@@ -12,7 +12,9 @@ as columns of a one-row frame ``<metric>|change``, ``<metric>|delta`` and ``<met
 
 The baseline is the same weekday's values when there are at least ``seasonal_min`` of them in the history,
 else the trailing ``window_days``. With fewer than ``min_history`` values every statistic is None: the check
-passes, and the metric is named in the report as having too little history.
+passes, and the metric is named in the report as having too little history. A trailing baseline gives a z only
+from ``z_min_history`` values on (a week by default): five weekdays' spread misses the weekly pattern, and the
+first Saturday of a young warehouse would be ten deviations "off" (measured on the drills' generated logs).
 """
 from __future__ import annotations
 
@@ -74,21 +76,25 @@ def baseline(history: Sequence[tuple[date, float]], day: date, window_days: int,
     return [v for d, v in history if day - timedelta(days=window_days) <= d < day], False
 
 
-def stats(today: float | None, values: Sequence[float], min_history: int) -> dict[str, float | None]:
-    """change, delta and z of ``today`` against ``values`` (see the module docstring); all None with too little."""
+def stats(today: float | None, values: Sequence[float], min_history: int,
+          z_min_history: int | None = None) -> dict[str, float | None]:
+    """change, delta and z of ``today`` against ``values`` (see the module docstring); all None with fewer than
+    ``min_history`` values, z also with fewer than ``z_min_history`` (default: min_history)."""
     out: dict[str, float | None] = dict.fromkeys(STATS)
     if today is None or len(values) < min_history:
         return out
     mid, avg, spread = median(values), mean(values), pstdev(values)
     out["change"] = today / mid - 1 if mid else None
     out["delta"] = today - mid
-    out["z"] = (today - avg) / spread if spread > 1e-12 * max(1.0, abs(avg)) else None
+    if len(values) >= (z_min_history or min_history):
+        out["z"] = (today - avg) / spread if spread > 1e-12 * max(1.0, abs(avg)) else None
     return out
 
 
 def anomaly_frame(today: Mapping[str, float | None], history: Mapping[str, Sequence[tuple[date, float]]],
                   day: date, window_days: int, min_history: int, seasonal_min: int,
-                  zero_if_missing: Iterable[str] = ()) -> tuple[dict[str, float | None], dict[str, dict]]:
+                  zero_if_missing: Iterable[str] = (), z_min_history: int | None = None) -> \
+        tuple[dict[str, float | None], dict[str, dict]]:
     """(the one-row frame of ``<metric>|<stat>`` columns, per metric its baseline figures for the report).
 
     ``history``: metric -> (date, value) of past nights. A metric of a ``zero_if_missing`` source (entity
@@ -106,7 +112,7 @@ def anomaly_frame(today: Mapping[str, float | None], history: Mapping[str, Seque
     for metric, value in sorted(today.items()):
         values, seasonal = baseline(history.get(metric, ()), day, window_days, seasonal_min)
         needed = seasonal_min if seasonal else min_history
-        figures = stats(value, values, needed)
+        figures = stats(value, values, needed, None if seasonal else z_min_history)
         row.update({f"{metric}|{k}": v for k, v in figures.items()})
         info[metric] = {"value": value, "history": len(values), "seasonal": seasonal, "judged": len(values) >= needed,
                         "median": median(values) if values else None, **figures}

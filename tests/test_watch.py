@@ -60,6 +60,23 @@ def test_the_same_weekday_is_the_baseline_once_enough_weeks_exist():
     assert not info["v.x"]["seasonal"] and row["v.x|change"] == pytest.approx(1.0)
 
 
+def test_a_z_waits_for_a_week_of_trailing_nights_a_relative_change_does_not():
+    # the drills' young warehouse: five weekdays of ~24.6k, then the first Saturday at 20.8k (-16%)
+    weekdays = [24287.0, 24631.0, 24703.0, 24396.0, 25100.0]
+    saturday = date(2025, 3, 8)
+    history = {"run_report.impressions_raw": nights(weekdays, last=saturday - timedelta(days=1))}
+    row, _ = watch.anomaly_frame({"run_report.impressions_raw": 20752.0}, history, saturday, 14, 5, 3,
+                                 z_min_history=7)
+    assert row["run_report.impressions_raw|change"] == pytest.approx(20752 / 24631 - 1)   # judged: inside -30%
+    assert row["run_report.impressions_raw|z"] is None   # five weekdays' spread would make it -13.7
+    row, _ = watch.anomaly_frame({"run_report.impressions_raw": 20752.0}, history, saturday, 14, 5, 3)
+    assert row["run_report.impressions_raw|z"] == pytest.approx(-13.71, abs=0.01)
+    week = {"run_report.impressions_raw": nights([*weekdays, 20752.0, 20689.0], last=date(2025, 3, 9))}
+    row, _ = watch.anomaly_frame({"run_report.impressions_raw": 24500.0}, week, date(2025, 3, 10), 14, 5, 3,
+                                 z_min_history=7)
+    assert -5 < row["run_report.impressions_raw|z"] < 5   # a Monday against a whole week
+
+
 def test_an_entity_volume_that_vanished_counts_as_zero_other_metrics_do_not():
     history = {"publisher_volume.p1": nights([50.0] * 6), "publisher_volume.p2": nights([40.0] * 6),
                "bronze_clicks.null_share_ip": nights([0.1] * 6)}

@@ -75,6 +75,7 @@ def settings() -> dict[str, Any]:
     suite = json.loads((REPO_ROOT / "expectations" / f"{SUITE}.json").read_text(encoding="utf-8"))
     meta = suite.get("meta", {})
     return {"window_days": int(meta.get("window_days", 14)), "min_history": int(meta.get("min_history", 5)),
+            "z_min_history": int(meta.get("z_min_history", 7)),
             "seasonal_min": int(meta.get("seasonal_min", 3)), "lookback_days": int(meta.get("lookback_days", 56)),
             "expectations": _between_only(suite.get("expectations", []))}
 
@@ -93,7 +94,7 @@ def prepare(spark: SparkSession, wh: Warehouse, day: date, stage: str, sources: 
     """(the one-row frame of statistics, per metric its figures, the anomaly expectations that apply)."""
     history = read_history(spark, wh, day, conf["lookback_days"], stage)
     row, info = watch.anomaly_frame(flatten(sources), history, day, conf["window_days"], conf["min_history"],
-                                    conf["seasonal_min"], ZERO_IF_MISSING)
+                                    conf["seasonal_min"], ZERO_IF_MISSING, conf["z_min_history"])
     _, expectations = q.split_suite({"expectations": conf["expectations"]}, list(row))
     # a check of a metric this stage does not compute (the run report's rates at ingest) is not this stage's
     return row, info, [e for e in expectations if e["kwargs"]["column"] in row]
