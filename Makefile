@@ -86,8 +86,8 @@ bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with
 bench-quality: $(STAMP) $(JARS_STAMP)  ## logs -> nightly jobs -> training set -> every model, against the truth [DAYS=14] [IMPRESSIONS=100000] [LANDING_IN=dir] (slow)
 	$(PY) bench/quality_bench.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000} $(if $(LANDING_IN),--landing $(LANDING_IN))
 
-bench-watch: $(STAMP) $(JARS_STAMP)  ## detection drills: generated logs with three faults through the nightly jobs, each flagged on its night [DAYS=15] [IMPRESSIONS=20000]
-	$(PY) bench/watch_drills.py --days $${DAYS:-15} --impressions $${IMPRESSIONS:-20000}
+bench-watch: $(STAMP) $(JARS_STAMP)  ## detection drills: generated logs with three faults through the nightly jobs, each flagged on its night [DAYS=15] [IMPRESSIONS=20000] [REJUDGE=1: the last run's nights, current checks]
+	$(PY) bench/watch_drills.py --days $${DAYS:-15} --impressions $${IMPRESSIONS:-20000} $${REJUDGE:+--rejudge}
 
 bench-quality-gap: $(STAMP) $(JARS_STAMP)  ## after bench-quality (same DAYS/IMPRESSIONS): what each hidden term of the click model is worth, and oracle features
 	$(PY) bench/quality_gap.py --days $${DAYS:-14} --impressions $${IMPRESSIONS:-100000}

@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 5 or args.impressions < 1000:
         parser.error("--days must be at least 5 (history, train, validation, test, and a night to close it) "
                      "and --impressions at least 1000")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from jobs.runtime.cli import setup_logging
+
+    setup_logging("INFO")   # GX's and py4j's INFO lines off, like the jobs
     import mlflow
 
     from jobs.dev.generate import run_generate

@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve()
     if not (root / "warehouse" / "gold" / "training_set").is_dir():
         parser.error(f"no training set under {root}/warehouse: run `make bench-quality` first")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from jobs.runtime.cli import setup_logging
+
+    setup_logging("INFO")   # GX's and py4j's INFO lines off, like the jobs
     started = time.monotonic()
     out = root / "gap.parquet"
     tr = load_config("local", [BENCH_CONF]).train

@@ -179,6 +179,8 @@ class MonitoringConfig:
     drift_sample_rows: int = 50_000    # at most this many rows of each side are binned on the driver (a hash sample)
     drift_bins: int = 10            # quantile bins of a numeric feature, from the reference
     drift_categories: int = 20      # a categorical feature's most frequent reference values; the rest are one bin
+    drift_min_shift: float = 0.1    # a numeric feature whose values moved less (Wasserstein / reference sd) and whose
+                                    # missing share moved less (share points) is not drift, whatever its PSI
     trend_nights: int = 30          # nights in the night page's trends
 
 

@@ -165,3 +165,81 @@ def test_category_profile_keeps_the_top_values_and_pools_the_rest():
     values, counts = watch.category_profile(["a", "b", "a", None, "c", "a", "b", "d"], 2)
     assert values == ["a", "b"] and counts == [1, 3, 2, 2]
     assert watch.category_counts(["b", "z", None], values) == [1, 0, 1, 1]
+
+
+def test_a_lumpy_rate_whose_values_moved_a_hair_is_ok_a_moved_feature_is_flagged():
+    """Four days of a smoothed rate (each day its own point mass: the prior mean of keys without history) against
+    a fifth day's: PSI is large, the values moved a hundredth of a standard deviation - not drift. A position one
+    slot lower everywhere moved most of a standard deviation and is flagged; a feature that became half missing
+    is flagged on its missing share though its present values did not move."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(0.0, 0.2, 4000)
+    reference = np.concatenate([np.full(1500, 0.0300 + i * 0.0002) for i in range(4)] + [spread])
+    tonight = np.concatenate([np.full(6000, 0.0303), spread])
+    edges, counts = watch.numeric_profile(reference, 10)
+    psi = watch.psi(counts, watch.numeric_counts(tonight, edges))
+    (rq, sd), (cq, _) = watch.quantile_profile(reference), watch.quantile_profile(tonight)
+    moved = watch.shift(rq, cq, sd)
+    assert psi > 0.2 and moved < 0.02
+    assert watch.numeric_level(psi, moved, 0.0, 0.1, 0.2, 0.1) == "ok"
+    positions = rng.integers(1, 6, 5000).astype("float64")
+    (pq, psd), (lq, _) = watch.quantile_profile(positions), watch.quantile_profile(positions + 1)
+    assert watch.shift(pq, lq, psd) == pytest.approx(1 / positions.std(), rel=0.02)
+    pe, pc = watch.numeric_profile(positions, 10)
+    assert watch.numeric_level(watch.psi(pc, watch.numeric_counts(positions + 1, pe)), watch.shift(pq, lq, psd),
+                               0.0, 0.1, 0.2, 0.1) == "flag"
+    assert watch.numeric_level(0.5, 0.0, 0.5, 0.1, 0.2, 0.1) == "flag"   # half missing, values unchanged
+    assert watch.shift([], lq, psd) is None and watch.shift([2.0, 2.0], [2.0, 3.0], 0.0) == 0.5
+
+
+def test_windows_not_yet_full_in_the_train_window_are_filling_not_drift():
+    from types import SimpleNamespace
+
+    from jobs.stages.watch import feature_drift, filling_windows
+
+    spec = {"history_start": "2025-03-03", "train_days": ["2025-03-07", "2025-03-10"], "features": {
+        "f_user_imps_28d": {"kind": "numeric", "counts": [0, 50, 50], "edges": [1.0], "quantiles": [0.0, 2.0],
+                            "sd": 1.0},
+        "f_user_imps_1d": {"kind": "numeric", "counts": [0, 50, 50], "edges": [1.0], "quantiles": [0.0, 2.0],
+                           "sd": 1.0},
+        "c_country": {"kind": "categorical", "counts": [0, 90, 10], "values": ["US"]}}}
+    windows = {"f_user_imps_28d": 28, "f_user_imps_1d": 1, "f_user_last_seen": None}
+    # the first train day had 4 days of events behind it, 3 in its snapshot (lag 1): a 1-day window was full
+    assert filling_windows(spec, windows, 1) == {"f_user_imps_28d"}
+    assert filling_windows({**spec, "history_start": None}, windows, 1) == set()
+    mon = SimpleNamespace(drift_warn=0.1, drift_flag=0.2, drift_min_shift=0.1)
+    counts = {"f_user_imps_28d": [0, 5, 95], "f_user_imps_1d": [0, 5, 95], "c_country": [0, 10, 90]}
+    quantiles = {"f_user_imps_28d": [3.0, 9.0], "f_user_imps_1d": [3.0, 9.0]}
+    out = feature_drift(spec, counts, quantiles, mon, filling_windows(spec, windows, 1))
+    assert [(d["feature"], d["level"]) for d in out] == [("f_user_imps_1d", "flag"), ("c_country", "flag"),
+                                                        ("f_user_imps_28d", "filling")]   # flags first, largest first
+    assert out[0]["shift"] == 5.0 and out[0]["value"] == out[2]["value"] > out[1]["value"] > 0.2
+
+
+def test_a_feature_that_differs_every_train_day_is_judged_beyond_that_day_to_day_drift():
+    """A one-day rate around a prior re-fitted nightly: each train day is its own point mass, and so is tonight.
+    Against the whole window tonight looks drifted, but no more than each train day did: ok. A country that
+    arrives blank tonight (missing) never moved inside the window: flagged."""
+    from datetime import date
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from jobs.stages.watch import counts_like, feature_drift, profile
+
+    rng = np.random.default_rng(5)
+    days = [date(2025, 3, d) for d in (7, 8, 9, 10)]
+    train = pd.DataFrame({"event_date": np.repeat(days, 1000),
+                          "f_ad_ctr_1d": np.concatenate([np.full(1000, 0.025 + 0.005 * i) for i in range(4)]),
+                          "c_country": rng.choice(["US", "DE", "FR"], 4000)})
+    spec = {"features": profile(train, ["f_ad_ctr_1d"], ["c_country"], 10, 5, train["event_date"])}
+    assert spec["features"]["f_ad_ctr_1d"]["day_to_day"] > 1 and spec["features"]["c_country"]["day_to_day"] < 0.01
+    tonight = pd.DataFrame({"f_ad_ctr_1d": np.full(1000, 0.0305), "c_country": [None] * 1000})
+    quantiles = {"f_ad_ctr_1d": watch.quantile_profile(tonight["f_ad_ctr_1d"].to_numpy())[0]}
+    mon = SimpleNamespace(drift_warn=0.1, drift_flag=0.2, drift_min_shift=0.1)
+    out = {d["feature"]: d for d in feature_drift(spec, counts_like(tonight, spec["features"]), quantiles, mon)}
+    assert out["f_ad_ctr_1d"]["value"] > 1 and out["f_ad_ctr_1d"]["level"] == "ok"
+    assert out["c_country"]["level"] == "flag" and out["c_country"]["missing_share"] == 1.0

@@ -402,6 +402,8 @@ def _validate_monitoring(m: MonitoringConfig) -> None:
     _require(2 <= m.drift_bins <= 100, f"monitoring.drift_bins must be between 2 and 100, got {m.drift_bins}")
     _require(1 <= m.drift_categories <= 1000, f"monitoring.drift_categories must be between 1 and 1000, got "
                                               f"{m.drift_categories}")
+    _require(0 < m.drift_min_shift <= 10, f"monitoring.drift_min_shift must be above 0 and at most 10, got "
+                                          f"{m.drift_min_shift}")
     _require(1 <= m.trend_nights <= 366, f"monitoring.trend_nights must be between 1 and 366, got {m.trend_nights}")
 
 

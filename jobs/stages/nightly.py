@@ -44,9 +44,10 @@ def watch_markdown(report: dict) -> list[str]:
     lines += [f"- anomaly ({f['severity']}): {f['text']}" for f in flags] or ["- no anomaly against the metric history"]
     drift = report.get("drift") or {}
     if drift.get("status") == "measured":
+        filling = f" ({drift['filling']} with windows still filling, not judged)" if drift.get("filling") else ""
+        most = f"; most drifted: {', '.join(drift['top'][:5])}" if drift["top"] else ""
         lines.append(f"- drift: {drift['flagged']} feature(s) flagged, {drift['warned']} warned of "
-                     f"{len(drift['features'])}" + (f"; most drifted: {', '.join(drift['top'][:5])}"
-                                                    if drift["top"] else ""))
+                     f"{len(drift['features'])}{filling}{most}")
     elif drift:
         lines.append(f"- drift {drift.get('status')}: {drift.get('reason') or drift.get('error')}")
     return [*lines, ""]

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from jobs.runtime import storage
 from jobs.runtime.cli import UsageError
 from jobs.runtime.layout import Warehouse, resolve_uri
-from pipelines import watch
+from pipelines import declarations, watch
 from pipelines.config import AppConfig
 
 log = logging.getLogger("ctr.watch")
@@ -49,15 +49,36 @@ def sample_frame(df: DataFrame, columns: list[str]):
         spark.conf.set(ARROW, before)
 
 
-def profile(sample, numeric: list[str], categorical: list[str], bins: int, top: int) -> dict[str, dict]:
-    """The reference of each feature: numeric edges and counts, or the top categories and counts."""
+REFERENCE_FORMAT = 3   # 3: quantiles, sd, day-to-day drift, the first day of history; older ones are rebuilt
+
+
+def values_of(sample, column: str):
+    return sample[column].to_numpy(dtype="float64", na_value=float("nan"))
+
+
+def profile(sample, numeric: list[str], categorical: list[str], bins: int, top: int,
+            days=None) -> dict[str, dict]:
+    """The reference of each feature: numeric edges, counts, quantiles and sd, or the top categories and counts;
+    with ``days`` (the sample's event days), ``day_to_day``: the largest PSI / JS of one day of the sample
+    against the whole, the drift the feature shows inside the train window itself."""
+    import numpy as np
+
+    masks = [] if days is None else [np.asarray(days == d) for d in sorted(set(days.dropna()))]
     out: dict[str, dict] = {}
     for c in numeric:
-        edges, counts = watch.numeric_profile(sample[c].to_numpy(dtype="float64", na_value=float("nan")), bins)
-        out[c] = {"kind": "numeric", "edges": edges, "counts": counts}
+        values = values_of(sample, c)
+        edges, counts = watch.numeric_profile(values, bins)
+        quantiles, sd = watch.quantile_profile(values)
+        own = [watch.psi(counts, watch.numeric_counts(values[m], edges)) for m in masks if m.sum()]
+        out[c] = {"kind": "numeric", "edges": edges, "counts": counts, "quantiles": quantiles, "sd": sd,
+                  "day_to_day": max(own) if len(own) > 1 else 0.0}
     for c in categorical:
         values, counts = watch.category_profile(sample[c].tolist(), top)
-        out[c] = {"kind": "categorical", "values": values, "counts": counts}
+        column = np.asarray(sample[c].tolist(), dtype=object)
+        own = [watch.jensen_shannon(counts, watch.category_counts(column[m].tolist(), values)) for m in masks
+               if m.sum()]
+        out[c] = {"kind": "categorical", "values": values, "counts": counts,
+                  "day_to_day": max(own) if len(own) > 1 else 0.0}
     return out
 
 
@@ -68,8 +89,7 @@ def counts_like(sample, features: dict[str, dict]) -> dict[str, list[int]]:
         if name not in sample.columns:   # a feature tonight's rows lack: every value missing
             out[name] = [len(sample)] + [0] * (len(f["counts"]) - 1)
         elif f["kind"] == "numeric":
-            out[name] = watch.numeric_counts(sample[name].to_numpy(dtype="float64", na_value=float("nan")),
-                                             f["edges"])
+            out[name] = watch.numeric_counts(values_of(sample, name), f["edges"])
         else:
             out[name] = watch.category_counts(sample[name].tolist(), f["values"])
     return out
@@ -83,10 +103,14 @@ def build_reference(spark: SparkSession, cfg: AppConfig, manifest: dict) -> dict
     categorical = [c for c in manifest["categorical_features"] if c in train.columns]
     sample = sample_frame(train.where(watch.hash_sample(mon.drift_sample_rows,
                                                          int(manifest.get("rows", {}).get("train", 0)))),
-                          numeric + categorical)
-    return {"training_set_version": manifest.get("version"), "training_set": manifest["path"],
-            "train_days": manifest["splits"]["train"], "rows": len(sample),
-            "features": profile(sample, numeric, categorical, mon.drift_bins, mon.drift_categories)}
+                          numeric + categorical + ["event_date"])
+    days = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).gold("entity_day")).agg(
+        F.min("event_date")).first()[0]
+    return {"format": REFERENCE_FORMAT, "training_set_version": manifest.get("version"),
+            "training_set": manifest["path"], "train_days": manifest["splits"]["train"],
+            "history_start": days.isoformat() if days else None, "rows": len(sample),
+            "features": profile(sample, numeric, categorical, mon.drift_bins, mon.drift_categories,
+                                sample["event_date"])}
 
 
 def reference(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict | None:
@@ -99,7 +123,7 @@ def reference(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict | None
     if storage.exists(spark, uri):
         stored = json.loads(storage.read_text(spark, uri))
         if stored.get("training_set_version") == manifest.get("version") and \
-                stored.get("training_set") == manifest.get("path"):
+                stored.get("training_set") == manifest.get("path") and stored.get("format") == REFERENCE_FORMAT:
             return stored
     started = time.monotonic()
     spec = build_reference(spark, cfg, manifest)
@@ -109,17 +133,48 @@ def reference(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict | None
     return spec
 
 
-def feature_drift(spec: dict, counts: dict[str, list[int]], warn: float, flag: float) -> list[dict]:
-    """Per feature its PSI (numeric) or Jensen-Shannon divergence (categorical) and level, largest first."""
+def filling_windows(spec: dict, windows: dict[str, int | None], lag_days: int) -> set[str]:
+    """The windowed features whose window was not yet full on the reference's first train day: the warehouse's
+    history began fewer than window + snapshot lag days before it. Tonight's fuller window is not drift."""
+    start = spec.get("history_start")
+    if not start:
+        return set()
+    history = (date.fromisoformat(spec["train_days"][0]) - date.fromisoformat(start)).days - lag_days
+    return {name for name, window in windows.items() if window is not None and history < window}
+
+
+def feature_drift(spec: dict, counts: dict[str, list[int]], quantiles: dict[str, list[float]], mon,
+                  filling: set[str] = frozenset()) -> list[dict]:
+    """Per feature its PSI (numeric) or Jensen-Shannon divergence (categorical) and level: flagged, warned,
+    filling, ok, each largest first.
+
+    The level is judged on the excess over ``day_to_day``, the largest drift of one train day against the whole
+    train window (a feature whose every day differs from the others - a one-day rate around a prior re-fitted
+    each night - moves that much on any normal night). A numeric feature's level also needs its values or its
+    missing share to have moved (``shift``, in reference sds; watch.numeric_level); one in ``filling`` is
+    reported as such, never warned or flagged."""
     out = []
     for name, f in spec["features"].items():
         ref, cur = f["counts"], counts[name]
-        value = watch.psi(ref, cur) if f["kind"] == "numeric" else watch.jensen_shannon(ref, cur)
         missing = cur[0] / sum(cur) if sum(cur) else None
-        out.append({"feature": name, "kind": f["kind"], "measure": "psi" if f["kind"] == "numeric" else "js",
-                    "value": round(value, 4), "level": watch.drift_level(value, warn, flag),
-                    "missing_share": missing, "reference_missing_share": ref[0] / sum(ref) if sum(ref) else None})
-    return sorted(out, key=lambda d: -d["value"])
+        ref_missing = ref[0] / sum(ref) if sum(ref) else None
+        row = {"feature": name, "kind": f["kind"], "measure": "psi" if f["kind"] == "numeric" else "js",
+               "missing_share": missing, "reference_missing_share": ref_missing}
+        own = f.get("day_to_day") or 0.0
+        row["day_to_day"] = round(own, 4)
+        if f["kind"] == "numeric":
+            value = watch.psi(ref, cur)
+            moved = watch.shift(f.get("quantiles") or [], quantiles.get(name) or [], f.get("sd") or 0.0)
+            row["shift"] = None if moved is None else round(moved, 4)
+            level = watch.numeric_level(value - own, moved, abs((missing or 0.0) - (ref_missing or 0.0)),
+                                        mon.drift_warn, mon.drift_flag, mon.drift_min_shift)
+        else:
+            value = watch.jensen_shannon(ref, cur)
+            level = watch.drift_level(value - own, mon.drift_warn, mon.drift_flag)
+        row.update(value=round(value, 4), level="filling" if name in filling else level)
+        out.append(row)
+    rank = {"flag": 0, "warn": 1, "filling": 2, "ok": 3}
+    return sorted(out, key=lambda d: (rank.get(d["level"], 4), -d["value"]))
 
 
 def score_drift(spark: SparkSession, cfg: AppConfig, day: date) -> dict | None:
@@ -168,17 +223,22 @@ def run_drift(spark: SparkSession, cfg: AppConfig, day: date) -> dict:
         else:
             sample = sample_frame(rows, [c for c in spec["features"] if c in rows.columns])
             counts = counts_like(sample, spec["features"])
-            features = feature_drift(spec, counts, mon.drift_warn, mon.drift_flag)
+            quantiles = {c: watch.quantile_profile(values_of(sample, c))[0] for c, f in spec["features"].items()
+                         if f["kind"] == "numeric" and c in sample.columns}
+            windows = {f.name: f.window for f in declarations.history_features(cfg.gold.features)}
+            filling = filling_windows(spec, windows, cfg.training_set.snapshot_lag_days)
+            features = feature_drift(spec, counts, quantiles, mon, filling)
             out.update(status="measured", reference={k: spec[k] for k in ("training_set_version", "train_days",
                                                                           "rows")},
                        rows=len(sample), features=features,
-                       top=[f["feature"] for f in features if f["level"] != "ok"][:10],
+                       top=[f["feature"] for f in features if f["level"] in ("warn", "flag")][:10],
                        flagged=sum(f["level"] == "flag" for f in features),
-                       warned=sum(f["level"] == "warn" for f in features))
+                       warned=sum(f["level"] == "warn" for f in features),
+                       filling=sum(f["level"] == "filling" for f in features))
     seconds = time.monotonic() - started   # in the report's stage_seconds ("watch"), not here: a re-run differs
     if out["status"] == "measured":
-        log.info("drift dt=%s: %d feature(s) flagged, %d warned (of %d) in %.1fs%s", day, out["flagged"],
-                 out["warned"], len(out["features"]), seconds,
+        log.info("drift dt=%s: %d feature(s) flagged, %d warned, %d with windows still filling (of %d) in %.1fs%s",
+                 day, out["flagged"], out["warned"], out["filling"], len(out["features"]), seconds,
                  f"; most drifted: {', '.join(out['top'][:5])}" if out["top"] else "")
     else:
         log.info("drift dt=%s skipped: %s", day, out.get("reason"))
