@@ -15,6 +15,7 @@ from jobs.runtime.config import load_config
 from jobs.runtime.layout import Warehouse
 from jobs.runtime.quality import GateFailed
 from jobs.stages import nightly, nightly_training, score
+from pipelines.declarations import history_features
 from tests.conftest import TINY
 
 MONDAY = date(2025, 3, 3)   # the generated fixture's last night
@@ -81,6 +82,12 @@ def test_a_due_night_builds_the_training_set_trains_and_links_the_runs(spark, tr
     assert version.version == reg["version"]
     assert version.tags["run_id"] == training["models"][reg["family"]]["run_id"]
     assert report["stage_seconds"]["train"] >= training["seconds"] > 0
+    # the watch measured the night's drift against the set just built; its train day had no history behind it,
+    # so every windowed feature is still filling and none of them warns
+    drift = report["drift"]
+    assert drift["status"] == "measured" and drift["reference"]["training_set_version"] == ts["version"]
+    windowed = {f.name for f in history_features(cfg.gold.features) if f.window is not None}
+    assert {f["feature"] for f in drift["features"] if f["level"] == "filling"} == windowed
     # what was returned is what was written
     assert json.loads(storage.read_text(spark, wh.report(MONDAY)))["training"] == training
 

@@ -103,14 +103,15 @@ def build_reference(spark: SparkSession, cfg: AppConfig, manifest: dict) -> dict
     categorical = [c for c in manifest["categorical_features"] if c in train.columns]
     sample = sample_frame(train.where(watch.hash_sample(mon.drift_sample_rows,
                                                          int(manifest.get("rows", {}).get("train", 0)))),
-                          numeric + categorical + ["event_date"])
-    days = storage.read_delta(spark, Warehouse(cfg.paths.warehouse).gold("entity_day")).agg(
-        F.min("event_date")).first()[0]
+                          numeric + categorical + [c for c in ("event_date",) if c in train.columns])
+    entity_day = Warehouse(cfg.paths.warehouse).gold("entity_day")   # its first day: where history begins
+    days = (storage.read_delta(spark, entity_day).agg(F.min("event_date")).first()[0]
+            if storage.is_delta(spark, entity_day) else None)
     return {"format": REFERENCE_FORMAT, "training_set_version": manifest.get("version"),
             "training_set": manifest["path"], "train_days": manifest["splits"]["train"],
             "history_start": days.isoformat() if days else None, "rows": len(sample),
             "features": profile(sample, numeric, categorical, mon.drift_bins, mon.drift_categories,
-                                sample["event_date"])}
+                                sample["event_date"] if "event_date" in sample.columns else None)}
 
 
 def reference(spark: SparkSession, cfg: AppConfig, wh: Warehouse) -> dict | None:
