@@ -176,20 +176,22 @@ def _drift(report: Mapping[str, Any], shown: int = 25) -> str:
             f"{ref['rows']:,} rows of training set v{esc(ref['training_set_version'])}'s train window "
             f"({esc(' .. '.join(ref['train_days']))}): {drift['flagged']} flagged, {drift['warned']} warned"
             + (f", {drift['filling']} not judged (their windows were not yet full in the train window)"
-               if drift.get("filling") else "") + ". A numeric feature is judged by its PSI once its values moved "
-            "by the configured share of a standard deviation (shift) or its missing share moved.</p>")
+               if drift.get("filling") else "") + ". A feature is judged beyond the drift its train days showed "
+            "against each other (own); a numeric one also needs its values to have moved beyond that by the "
+            "configured share of a standard deviation (shift), or its missing share to have moved.</p>")
     rows = []
     for f in drift["features"][:shown]:
         w = min(300, 300 * f["value"] / 0.5)
         colour = LEVEL_COLOUR.get(f["level"], "#6e7781")
         rows.append(f"<tr><td><code>{esc(f['feature'])}</code></td><td>{esc(f['measure'])}</td>"
-                    f"<td class='n'>{f['value']:.3f}</td><td><svg width='304' height='12'><rect width='{w:.1f}' "
+                    f"<td class='n'>{f['value']:.3f}</td><td class='n'>{fmt(f.get('day_to_day'), 3)}</td>"
+                    f"<td><svg width='304' height='12'><rect width='{w:.1f}' "
                     f"height='12' fill='{colour}' rx='2'/></svg></td><td>{esc(f['level'])}</td>"
                     f"<td class='n'>{fmt(f.get('shift'), 3)}</td>"
                     f"<td class='n'>{fmt(f.get('missing_share'), 3)}</td></tr>")
     more = len(drift["features"]) - shown
-    return (out + "<table><tr><th>feature</th><th>measure</th><th>value</th><th>(bar: 0 .. 0.5)</th><th>level</th>"
-            "<th>shift (sd)</th><th>missing share</th></tr>" + "".join(rows) + "</table>"
+    return (out + "<table><tr><th>feature</th><th>measure</th><th>value</th><th>own</th><th>(bar: 0 .. 0.5)</th>"
+            "<th>level</th><th>shift (sd)</th><th>missing share</th></tr>" + "".join(rows) + "</table>"
             + (f'<p class="muted">{more} more features, all below the ones shown: run_report.json "drift"</p>'
                if more > 0 else ""))
 

@@ -10,6 +10,7 @@ values (string; null = unknown), which the trainer's vocabulary encodes.
 """
 from __future__ import annotations
 
+import functools
 from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
@@ -104,8 +105,8 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     holds events of days before X only, so with any lag >= 0 nothing of the row's day or
     later can leak in. A key without history gets zero counts and its entity's prior
     mean as rate; recency (last_seen) stays null. ``few_rows``: ``rows`` is a small sample (the drift
-    measure's): each snapshot is first cut to the sample's keys (a broadcast semi-join) and then broadcast, so
-    a snapshot is scanned once instead of shuffled against the rows; the result is the same.
+    measure's): the snapshots are first cut to the sample's keys in one scan (a broadcast semi-join, checkpointed)
+    and each entity's part is then broadcast, instead of shuffled against the rows; the result is the same.
     """
     by_group = {e: [f for f in history if f.group == e] for e in entities}
     # Prior means per as-of day, one column per declared rate: the fill for keys without history.
@@ -121,18 +122,22 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
             F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w),
                            F.col("mean")), ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d") for e, r, w in rated])
         out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
+    if few_rows and used:
+        # One scan of the snapshots for every entity, cut to the sample's (entity, key) pairs and held in memory:
+        # the per-entity joins below read that, not the table - one job instead of a scan and a semi-join (four
+        # small stages) per entity. The keys come from the rows before any join: taken from ``out``, every
+        # snapshot's plan would hold all the joins before it (the optimizer then runs out of memory).
+        wanted = functools.reduce(DataFrame.unionAll, [keyed.select(
+            F.lit(e).alias("entity"), F.col(f"__key_{e}").alias("key")) for e in used]).distinct()
+        features = features.join(F.broadcast(wanted), on=["entity", "key"], how="left_semi").localCheckpoint(
+            eager=True)
     filled = {}
     for entity in used:
         sources = list(dict.fromkeys(f.column for f in by_group[entity]))
         snap = features.where(F.col("entity") == entity).select(
             F.col("key").alias(f"__k_{entity}"), F.col("as_of_date").alias(f"__d_{entity}"),
             *[F.col(src).alias(f"__{entity}_{src}") for src in sources])
-        if few_rows:
-            # The keys come from the rows before any join: taken from ``out``, every snapshot's plan would hold
-            # all the joins before it, doubling the plan per entity (the optimizer then runs out of memory).
-            keys = F.broadcast(keyed.select(F.col(f"__key_{entity}").alias(f"__k_{entity}")).distinct())
-            snap = F.broadcast(snap.join(keys, on=f"__k_{entity}", how="left_semi"))
-        elif entity in broadcast_entities:
+        if few_rows or entity in broadcast_entities:
             snap = F.broadcast(snap)
         on = (F.col(f"__key_{entity}") == F.col(f"__k_{entity}")) & (seen == F.col(f"__d_{entity}"))
         out = out.join(snap, on=on, how="left")

@@ -7,6 +7,7 @@ import json
 from datetime import date, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.runtime import anomalies, storage
 from jobs.runtime.layout import Warehouse
@@ -104,6 +105,34 @@ def test_rerecording_a_night_replaces_its_rows(spark, cfg):
     rows = storage.read_delta(spark, anomalies.history_uri(wh)).collect()
     assert sorted((r["stage"], r["source"], r["metric"], r["value"]) for r in rows) == [
         ("ingest", "bronze_impressions", "rows", 2.0), ("silver", "run_report", "impressions_raw", 7.0)]
+
+
+def test_a_night_reads_the_history_once_and_writes_it_once(spark, cfg, monkeypatch):
+    wh = Warehouse(cfg.paths.warehouse)
+    anomalies.record(spark, wh, D - timedelta(days=1), "silver", {"run_report": {"impressions_raw": 5}})
+    anomalies.record(spark, wh, D, "gold", {"gold_feature_keys": {"user": 3}})   # an earlier run of the night
+    reads, writes = [], []
+    read, write = anomalies._read, anomalies._write
+    monkeypatch.setattr(anomalies, "_read", lambda *a: reads.append(a[2:]) or read(*a))
+    monkeypatch.setattr(anomalies, "_write", lambda *a: writes.append(a[3]) or write(*a))
+    with anomalies.one_read(spark, wh, D, 30):
+        assert anomalies.read_history(spark, wh, D, 14, "silver") == {"run_report.impressions_raw": [
+            (D - timedelta(days=1), 5.0)]}
+        anomalies.record(spark, wh, D, "ingest", {"bronze_impressions": {"rows": 9}})
+        anomalies.record(spark, wh, D, "silver", {"run_report": {"impressions_raw": 6}})
+        assert anomalies.read_history(spark, wh, D, 14, "ingest") == {}   # tonight is not its own history
+        # the night page's trends include tonight, as recorded after the first read
+        assert anomalies.read_history(spark, wh, D + timedelta(days=1), 30, "silver") == {
+            "run_report.impressions_raw": [(D - timedelta(days=1), 5.0), (D, 6.0)]}
+        assert writes == []
+    assert reads == [(D - timedelta(days=30), D)] and writes == [("ingest", "silver")]
+    # one write of the stages the night recorded; the gold rows of the earlier run stay
+    rows = storage.read_delta(spark, anomalies.history_uri(wh)).where(F.col("dt") == F.lit(D)).collect()
+    assert sorted((r["stage"], r["source"], r["value"]) for r in rows) == [
+        ("gold", "gold_feature_keys", 3.0), ("ingest", "bronze_impressions", 9.0), ("silver", "run_report", 6.0)]
+    # outside a night each read goes to the table
+    assert anomalies.read_history(spark, wh, D + timedelta(days=1), 30)["bronze_impressions.rows"] == [(D, 9.0)]
+    assert len(reads) == 2
 
 
 def test_every_anomaly_check_matches_a_metric_some_stage_records():

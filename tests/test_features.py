@@ -409,6 +409,23 @@ def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_da
                                                      .total_seconds() / 3600))
 
 
+def test_few_rows_cut_to_their_keys_get_the_same_features_as_the_full_join(spark):
+    """The drift sample's path (snapshots cut to the rows' keys in one scan, then broadcast) changes no value."""
+    labels = spark.createDataFrame(HISTORY, LABELS_DDL)
+    partials = daily_partials(labels, ENTITIES, ("ad",))
+    features, priors = None, None
+    for day in (date(2025, 3, 10), date(2025, 3, 11)):
+        raw = window_snapshot(partials, day, (1, 7), 1, None, 4)
+        p = fit_beta_priors(raw, (1, 7), PRIOR)
+        f, p = with_smoothed_rates(raw, p, (1, 7)), p.withColumn("as_of_date", F.lit(day))
+        features, priors = (f, p) if features is None else (features.unionByName(f), priors.unionByName(p))
+    todays = labels.where(F.col("event_date") >= F.lit(date(2025, 3, 10)))   # four rows, u1 and u2
+    full, few = (join_features(todays, features, priors, ENTITIES, declarations.history_features(SMALL),
+                               SMALL.context, lag_days=0, few_rows=flag) for flag in (False, True))
+    assert full.where(F.col("f_user_imps_7d") > 0).count() > 0   # history was joined, not only priors
+    assertDataFrameEqual(few, full)
+
+
 def test_same_day_counts_with_arrival_days_count_only_what_had_landed_by_the_rows_own(spark):
     rows = spark.createDataFrame([
         ("i1", date(2025, 3, 2), datetime(2025, 3, 2, 8), "u1", "a1", date(2025, 3, 3)),    # landed a day late

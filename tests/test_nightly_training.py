@@ -83,10 +83,10 @@ def test_a_due_night_builds_the_training_set_trains_and_links_the_runs(spark, tr
     assert version.tags["run_id"] == training["models"][reg["family"]]["run_id"]
     assert report["stage_seconds"]["train"] >= training["seconds"] > 0
     # the watch measured the night's drift against the set just built; its train day had no history behind it,
-    # so every windowed feature is still filling and none of them warns
+    # so every windowed feature (and every recency, which looks back on the longest window) is still filling
     drift = report["drift"]
     assert drift["status"] == "measured" and drift["reference"]["training_set_version"] == ts["version"]
-    windowed = {f.name for f in history_features(cfg.gold.features) if f.window is not None}
+    windowed = {f.name for f in history_features(cfg.gold.features)}
     assert {f["feature"] for f in drift["features"] if f["level"] == "filling"} == windowed
     # what was returned is what was written
     assert json.loads(storage.read_text(spark, wh.report(MONDAY)))["training"] == training

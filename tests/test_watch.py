@@ -197,7 +197,7 @@ def test_a_lumpy_rate_whose_values_moved_a_hair_is_ok_a_moved_feature_is_flagged
 def test_windows_not_yet_full_in_the_train_window_are_filling_not_drift():
     from types import SimpleNamespace
 
-    from jobs.stages.watch import feature_drift, filling_windows
+    from jobs.stages.watch import feature_drift, filling_windows, lookback_days
 
     spec = {"history_start": "2025-03-03", "train_days": ["2025-03-07", "2025-03-10"], "features": {
         "f_user_imps_28d": {"kind": "numeric", "counts": [0, 50, 50], "edges": [1.0], "quantiles": [0.0, 2.0],
@@ -209,6 +209,9 @@ def test_windows_not_yet_full_in_the_train_window_are_filling_not_drift():
     # the first train day had 4 days of events behind it, 3 in its snapshot (lag 1): a 1-day window was full
     assert filling_windows(spec, windows, 1) == {"f_user_imps_28d"}
     assert filling_windows({**spec, "history_start": None}, windows, 1) == set()
+    # a recency feature (hours since the last event within the longest window) fills like that window
+    recency = [SimpleNamespace(name="f_user_hours_since_click", window=None), SimpleNamespace(name="f_x_1d", window=1)]
+    assert lookback_days(recency, 28) == {"f_user_hours_since_click": 28, "f_x_1d": 1}
     mon = SimpleNamespace(drift_warn=0.1, drift_flag=0.2, drift_min_shift=0.1)
     counts = {"f_user_imps_28d": [0, 5, 95], "f_user_imps_1d": [0, 5, 95], "c_country": [0, 10, 90]}
     quantiles = {"f_user_imps_28d": [3.0, 9.0], "f_user_imps_1d": [3.0, 9.0]}
@@ -234,12 +237,24 @@ def test_a_feature_that_differs_every_train_day_is_judged_beyond_that_day_to_day
     days = [date(2025, 3, d) for d in (7, 8, 9, 10)]
     train = pd.DataFrame({"event_date": np.repeat(days, 1000),
                           "f_ad_ctr_1d": np.concatenate([np.full(1000, 0.025 + 0.005 * i) for i in range(4)]),
+                          # a rate of a few coarse keys whose level wanders from day to day
+                          "f_pub_ctr_1d": np.concatenate([rng.choice([0.02, 0.03, 0.05], 1000) + 0.004 * (i % 2)
+                                                          for i in range(4)]),
+                          "f_position": rng.integers(1, 6, 4000).astype(float),
                           "c_country": rng.choice(["US", "DE", "FR"], 4000)})
-    spec = {"features": profile(train, ["f_ad_ctr_1d"], ["c_country"], 10, 5, train["event_date"])}
-    assert spec["features"]["f_ad_ctr_1d"]["day_to_day"] > 1 and spec["features"]["c_country"]["day_to_day"] < 0.01
-    tonight = pd.DataFrame({"f_ad_ctr_1d": np.full(1000, 0.0305), "c_country": [None] * 1000})
-    quantiles = {"f_ad_ctr_1d": watch.quantile_profile(tonight["f_ad_ctr_1d"].to_numpy())[0]}
+    numeric = ["f_ad_ctr_1d", "f_pub_ctr_1d", "f_position"]
+    spec = {"features": profile(train, numeric, ["c_country"], 10, 5, train["event_date"])}
+    own = spec["features"]
+    assert own["f_ad_ctr_1d"]["day_to_day"] > 1 and own["c_country"]["day_to_day"] < 0.01
+    assert own["f_pub_ctr_1d"]["day_to_day_shift"] > 0.2 > own["f_position"]["day_to_day_shift"]
+    tonight = pd.DataFrame({"f_ad_ctr_1d": np.full(1000, 0.0305), "c_country": [None] * 1000,
+                            "f_pub_ctr_1d": rng.choice([0.02, 0.03, 0.05], 1000) + 0.006,
+                            "f_position": rng.integers(2, 7, 1000).astype(float)})   # every slot one lower
+    quantiles = {c: watch.quantile_profile(tonight[c].to_numpy())[0] for c in numeric}
     mon = SimpleNamespace(drift_warn=0.1, drift_flag=0.2, drift_min_shift=0.1)
     out = {d["feature"]: d for d in feature_drift(spec, counts_like(tonight, spec["features"]), quantiles, mon)}
     assert out["f_ad_ctr_1d"]["value"] > 1 and out["f_ad_ctr_1d"]["level"] == "ok"
+    # the coarse rate moved about as far as its train days moved from each other: not drift
+    assert out["f_pub_ctr_1d"]["value"] > 0.2 and out["f_pub_ctr_1d"]["level"] == "ok"
+    assert out["f_position"]["level"] == "flag"
     assert out["c_country"]["level"] == "flag" and out["c_country"]["missing_share"] == 1.0

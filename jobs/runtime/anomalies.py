@@ -2,16 +2,19 @@
 
 Every gate of the ingest, silver and gold stages that passes appends its metrics (the numbers its suites computed
 in the passes the stage already made, the run report's rates, the top entities' volumes) to the Delta table
-``<warehouse>/monitoring/metric_history`` (``dt, stage, source, metric, value``; one replaceWhere per night and
-stage, so a re-run replaces). Before that, the gate checks the night's metrics against that history with the
-suite expectations/anomalies.json (``pipelines.watch`` for the statistics): a failed critical check stops the
-stage's publication like any other gate; a failed warning is reported.
+``<warehouse>/monitoring/metric_history`` (``dt, stage, source, metric, value``, partitioned by night; a replaceWhere
+of the night's stages, so a re-run replaces its own rows). Before that, the gate
+checks the night's metrics against that history with the suite expectations/anomalies.json (``pipelines.watch``
+for the statistics): a failed critical check stops the stage's publication like any other gate; a failed warning
+is reported. A nightly run reads the history once and writes it once (one_read).
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -46,28 +49,92 @@ def flatten(sources: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     return {f"{s}.{k}": v for s, values in sources.items() for k, v in numeric(values).items()}
 
 
+@dataclass
+class _Night:
+    """The history one nightly run works with: read once (``rows``, None until the first read), and the night's
+    metrics per stage (``pending``) written together at its end."""
+    first: date
+    day: date
+    rows: list[tuple] | None = None
+    pending: dict[str, list[tuple]] = field(default_factory=dict)
+
+
+_nights: dict[str, _Night] = {}   # history uri -> the night running on it (inside one_read)
+
+
+def _read(spark: SparkSession, uri: str, first: date, last: date) -> list[tuple]:
+    if not storage.is_delta(spark, uri):
+        return []
+    return [tuple(r) for r in storage.read_delta(spark, uri).where(F.col("dt").between(F.lit(first), F.lit(last)))
+            .select("dt", "stage", "source", "metric", "value").collect()]
+
+
+def _write(spark: SparkSession, uri: str, day: date, stages: tuple[str, ...], rows: list[tuple]) -> None:
+    """Replace the night's rows of ``stages`` with ``rows`` (one file, one commit)."""
+    frame = spark.createDataFrame(rows, HISTORY_DDL).coalesce(1)
+    storage.write_partition(frame, uri, day, column="dt", only={"stage": stages})
+
+
+@contextmanager
+def one_read(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterator[None]:
+    """A nightly run's history: inside it, the ``days`` nights before ``day`` and ``day`` itself are read once
+    (at the first read_history), and what record() is given is held - a later read of the night sees it - and
+    written at flush(), or at the end, together: one read and one write of the table a night instead of one each
+    per stage (each a Delta commit and a snapshot to load again, seconds apiece)."""
+    uri = history_uri(wh)
+    _nights[uri] = _Night(day - timedelta(days=days), day)
+    try:
+        yield
+    finally:
+        try:
+            flush(spark, wh)
+        finally:
+            _nights.pop(uri, None)
+
+
+def flush(spark: SparkSession, wh: Warehouse) -> int:
+    """Write what the night's stages recorded (inside one_read); returns the rows written."""
+    night = _nights.get(history_uri(wh))
+    if night is None or not night.pending:
+        return 0
+    stages, rows = tuple(sorted(night.pending)), [r for s in sorted(night.pending) for r in night.pending[s]]
+    night.pending = {}
+    _write(spark, history_uri(wh), night.day, stages, rows)
+    return len(rows)
+
+
 def read_history(spark: SparkSession, wh: Warehouse, day: date, days: int, stage: str | None = None) -> \
         dict[str, list[tuple[date, float]]]:
-    """metric -> [(night, value)] of the ``days`` nights before ``day`` (one small read of the history table)."""
-    uri = history_uri(wh)
-    if not storage.is_delta(spark, uri):
-        return {}
-    rows = storage.read_delta(spark, uri).where(F.col("dt").between(F.lit(day - timedelta(days=days)),
-                                                                     F.lit(day - timedelta(days=1))))
-    if stage:
-        rows = rows.where(F.col("stage") == stage)
+    """metric -> [(night, value)] of the ``days`` nights before ``day`` (one small read of the history table, or
+    none inside one_read)."""
+    uri, first, last = history_uri(wh), day - timedelta(days=days), day - timedelta(days=1)
+    night = _nights.get(uri)
+    if night and night.first <= first and last <= night.day:
+        if night.rows is None:
+            night.rows = _read(spark, uri, night.first, night.day)
+        rows = [r for r in night.rows if first <= r[0] <= last]
+    else:
+        rows = _read(spark, uri, first, last)
     out: dict[str, list[tuple[date, float]]] = {}
-    for r in rows.select("dt", "source", "metric", "value").collect():
-        out.setdefault(f"{r['source']}.{r['metric']}", []).append((r["dt"], r["value"]))
+    for dt, st, source, metric, value in rows:
+        if stage is None or st == stage:
+            out.setdefault(f"{source}.{metric}", []).append((dt, value))
     return out
 
 
 def record(spark: SparkSession, wh: Warehouse, day: date, stage: str,
            sources: Mapping[str, Mapping[str, Any]]) -> int:
-    """Replace the night's rows of ``stage`` in the history table with ``sources``; returns the rows written."""
+    """Replace the night's rows of ``stage`` in the history table with ``sources`` - at once, or inside one_read
+    of that night at its flush; returns the rows."""
     rows = watch.metric_rows(day, stage, sources)
-    frame = spark.createDataFrame(rows, HISTORY_DDL)
-    storage.write_partition(frame, history_uri(wh), day, column="dt", only={"stage": stage})
+    uri = history_uri(wh)
+    night = _nights.get(uri)
+    if night is None or night.day != day:
+        _write(spark, uri, day, (stage,), rows)
+        return len(rows)
+    night.pending[stage] = rows
+    if night.rows is not None:   # what a later read of the night sees
+        night.rows = [r for r in night.rows if not (r[0] == day and r[1] == stage)] + rows
     return len(rows)
 
 

@@ -102,19 +102,24 @@ def is_delta(spark: SparkSession, uri: str) -> bool:
 
 def write_partition(df: DataFrame, uri: str, day: date, column: str = "dt",
                     also_partition_by: tuple[str, ...] = (), add_columns: bool = False,
-                    only: dict[str, str] | None = None) -> None:
+                    only: dict[str, str | tuple[str, ...]] | None = None) -> None:
     """Replace exactly one date partition of a Delta table (created if absent).
 
     replaceWhere makes the write idempotent: a re-run replaces the day's rows in
     one atomic commit instead of appending them a second time. ``add_columns``
     lets a newer release add columns to a table an older one created (mergeSchema).
-    ``only`` (column -> identifier value, e.g. {"entity": "publisher"}) narrows the
+    ``only`` (column -> identifier value or values, e.g. {"entity": "publisher"}) narrows the
     replacement to those rows: with the column a partition column, only its files.
     """
+    conditions = []
     for c, v in (only or {}).items():   # they reach SQL text: identifiers only
-        if not (re.fullmatch(r"[a-z][a-z0-9_]*", c) and re.fullmatch(r"[a-z][a-z0-9_]*", v)):
+        values = (v,) if isinstance(v, str) else tuple(v)
+        if not (re.fullmatch(r"[a-z][a-z0-9_]*", c) and values
+                and all(re.fullmatch(r"[a-z][a-z0-9_]*", x) for x in values)):
             raise ValueError(f"refused a replaceWhere condition {c} = {v!r}")
-    where = f"{column} = DATE'{day.isoformat()}'" + "".join(f" AND {c} = '{v}'" for c, v in (only or {}).items())
+        conditions.append(f" AND {c} = '{values[0]}'" if len(values) == 1
+                          else f" AND {c} IN ({', '.join(repr(x) for x in values)})")
+    where = f"{column} = DATE'{day.isoformat()}'" + "".join(conditions)
     hooks.write(f"{uri} {where}")
     writer = (df.write.format("delta")
               .mode("overwrite")

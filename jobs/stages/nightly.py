@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from jobs.runtime import hooks, storage
+from jobs.runtime import anomalies, hooks, storage
 from jobs.runtime.layout import Warehouse
 from jobs.stages import nightly_training
 from jobs.stages.gold import check_declarations, run_gold
@@ -83,14 +83,17 @@ def stage_jobs(spark, stage: str, day) -> None:
 
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
-    try:
-        return _run_stages(spark, cfg, day, train)
-    except Exception as err:
-        failed_page(spark, cfg, day, err)
-        raise
-    finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
-        spark.sparkContext.setLocalProperty("spark.job.description", None)
+    # the metric history the night's gates and pages compare with: read once (jobs/runtime/anomalies.one_read)
+    held = max(anomalies.settings()["lookback_days"], cfg.monitoring.trend_nights)
+    with anomalies.one_read(spark, Warehouse(cfg.paths.warehouse), day, held):
+        try:
+            return _run_stages(spark, cfg, day, train)
+        except Exception as err:
+            failed_page(spark, cfg, day, err)
+            raise
+        finally:  # later jobs in this session (a backfill's next date, a benchmark) are not this night's
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            spark.sparkContext.setLocalProperty("spark.job.description", None)
 
 
 def _run_stages(spark, cfg: AppConfig, day, train: bool | None) -> dict:
@@ -139,6 +142,13 @@ def watch_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
     except Exception as err:
         log.exception("drift dt=%s could not be measured", day)
         report["drift"] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    try:   # the gates' metrics of the night, held since (jobs/runtime/anomalies.one_read), in one write
+        anomalies.flush(spark, Warehouse(cfg.paths.warehouse))
+    except Exception as err:   # published already: a lost history row is reported, not fatal
+        log.exception("could not record the night's metrics in %s",
+                      anomalies.history_uri(Warehouse(cfg.paths.warehouse)))
+        report.setdefault("warnings", []).append(f"the night's metrics were not recorded in the metric history "
+                                                 f"({type(err).__name__}: {err})")
     times["watch"] = time.monotonic() - started
     write_report(spark, cfg, day, report, times)
 

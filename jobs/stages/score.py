@@ -97,11 +97,14 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
         log.warning("no feature snapshot as of %s: late impressions of those days are scored without history",
                     ", ".join(map(str, older)))
     population = valid.where(F.col("event_date").between(F.lit(first), F.lit(last)))
+    dims = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
     if sample_rows is not None:
         # A sample of users, not of impressions: every impression of a sampled user stays, so its same-day
-        # counts (declared only for groups keyed by user_id) are exact, and the rest is never joined.
-        population = population.where(hash_sample(sample_rows, span["n"], key="user_id"))
-    dims = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
+        # counts (declared only for groups keyed by user_id) are exact, and the rest is never joined - nor the
+        # other users' dimension rows.
+        sampled = hash_sample(sample_rows, span["n"], key="user_id")
+        population = population.where(sampled)
+        dims["users"] = dims["users"].where(sampled)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
                            landed="dt")

@@ -84,8 +84,9 @@ def with_features(spark: SparkSession, cfg: AppConfig, wh: Warehouse, rows: Data
     lo, hi = snapshot_span(first, last, ts.snapshot_lag_days)
     features = storage.read_delta(spark, wh.gold("features")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
     priors = storage.read_delta(spark, wh.gold("priors")).where(F.col("as_of_date").between(F.lit(lo), F.lit(hi)))
-    small = tuple(r["entity"] for r in features.groupBy("entity").agg(F.count(F.lit(1)).alias("n")).collect()
-                  if r["n"] <= gold.broadcast_max_keys)
+    # which snapshots are small enough to broadcast (a few rows' are cut to their keys, then all broadcast)
+    small = () if few_rows else tuple(r["entity"] for r in features.groupBy("entity").agg(
+        F.count(F.lit(1)).alias("n")).collect() if r["n"] <= gold.broadcast_max_keys)
     return join_features(counted, features, priors, gold.entities, declarations.history_features(gold.features),
                          gold.features.context, broadcast_entities=small, lag_days=ts.snapshot_lag_days,
                          landed=landed, few_rows=few_rows)
