@@ -135,6 +135,17 @@ def test_a_night_reads_the_history_once_and_writes_it_once(spark, cfg, monkeypat
     assert len(reads) == 2
 
 
+def test_a_night_holds_the_checks_lookback_or_its_pages_trend_even_with_an_unreadable_suite(monkeypatch):
+    assert anomalies.nights_held(30) == anomalies.settings()["lookback_days"] == 56
+    assert anomalies.nights_held(90) == 90
+
+    def broken():
+        raise ValueError("expectations/anomalies.json: only expect_column_values_to_be_between is supported")
+
+    monkeypatch.setattr(anomalies, "settings", broken)   # the gates report it; the night still starts
+    assert anomalies.nights_held(30) == anomalies.LOOKBACK_DAYS
+
+
 def test_every_anomaly_check_matches_a_metric_some_stage_records():
     """A check whose name or regex matches nothing would never check anything (a typo passes silently)."""
     import re

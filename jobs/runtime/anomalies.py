@@ -34,6 +34,7 @@ STAGES = ("ingest", "silver", "gold")   # the stages whose nights are comparable
 HISTORY_DDL = "dt date, stage string, source string, metric string, value double"
 # sources that record only their top entities: one missing tonight that the last night held had none
 ZERO_IF_MISSING = ("publisher_volume", "ad_category_volume")
+LOOKBACK_DAYS = 56   # the nights a seasonal baseline is searched in, unless the suite's meta says otherwise
 
 
 def history_uri(wh: Warehouse) -> str:
@@ -92,6 +93,16 @@ def one_read(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterat
             _nights.pop(uri, None)
 
 
+def nights_held(trend_nights: int) -> int:
+    """The nights before tonight a nightly run reads (one_read): its checks' lookback, its page's trends. A suite
+    that cannot be read is the gates' to report (their checks then do not run): the default then."""
+    try:
+        lookback = settings()["lookback_days"]
+    except (OSError, ValueError, TypeError):
+        lookback = LOOKBACK_DAYS
+    return max(lookback, trend_nights)
+
+
 def flush(spark: SparkSession, wh: Warehouse) -> int:
     """Write what the night's stages recorded (inside one_read); returns the rows written."""
     night = _nights.get(history_uri(wh))
@@ -143,7 +154,8 @@ def settings() -> dict[str, Any]:
     meta = suite.get("meta", {})
     return {"window_days": int(meta.get("window_days", 14)), "min_history": int(meta.get("min_history", 5)),
             "z_min_history": int(meta.get("z_min_history", 7)),
-            "seasonal_min": int(meta.get("seasonal_min", 3)), "lookback_days": int(meta.get("lookback_days", 56)),
+            "seasonal_min": int(meta.get("seasonal_min", 3)),
+            "lookback_days": int(meta.get("lookback_days", LOOKBACK_DAYS)),
             "expectations": _between_only(suite.get("expectations", []))}
 
 

@@ -84,7 +84,7 @@ def stage_jobs(spark, stage: str, day) -> None:
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     # the metric history the night's gates and pages compare with: read once (jobs/runtime/anomalies.one_read)
-    held = max(anomalies.settings()["lookback_days"], cfg.monitoring.trend_nights)
+    held = anomalies.nights_held(cfg.monitoring.trend_nights)
     with anomalies.one_read(spark, Warehouse(cfg.paths.warehouse), day, held):
         try:
             return _run_stages(spark, cfg, day, train)
