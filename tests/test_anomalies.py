@@ -133,6 +133,12 @@ def test_a_night_reads_the_history_once_and_writes_it_once(spark, cfg, monkeypat
     # outside a night each read goes to the table
     assert anomalies.read_history(spark, wh, D + timedelta(days=1), 30)["bronze_impressions.rows"] == [(D, 9.0)]
     assert len(reads) == 2
+    # a stage that recorded before the night's first read is in what that read holds
+    nxt = D + timedelta(days=1)
+    with anomalies.one_read(spark, wh, nxt, 30):
+        anomalies.record(spark, wh, nxt, "ingest", {"bronze_impressions": {"rows": 4}})
+        assert anomalies.read_history(spark, wh, nxt + timedelta(days=1), 30, "ingest") == {
+            "bronze_impressions.rows": [(D, 9.0), (nxt, 4.0)]}
 
 
 def test_a_night_holds_the_checks_lookback_or_its_pages_trend_even_with_an_unreadable_suite(monkeypatch):

@@ -88,7 +88,9 @@ def one_read(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterat
         yield
     finally:
         try:
-            flush(spark, wh)
+            flush(spark, wh)   # normally done already (the watch stage flushes and reports a failure)
+        except Exception:   # the night's own outcome (or error) is the one to keep
+            log.exception("could not record the night's metrics in %s", uri)
         finally:
             _nights.pop(uri, None)
 
@@ -121,8 +123,10 @@ def read_history(spark: SparkSession, wh: Warehouse, day: date, days: int, stage
     uri, first, last = history_uri(wh), day - timedelta(days=days), day - timedelta(days=1)
     night = _nights.get(uri)
     if night and night.first <= first and last <= night.day:
-        if night.rows is None:
-            night.rows = _read(spark, uri, night.first, night.day)
+        if night.rows is None:   # what the table holds, with what the night recorded before this first read
+            held = {(night.day, st) for st in night.pending}
+            night.rows = [r for r in _read(spark, uri, night.first, night.day) if (r[0], r[1]) not in held] + [
+                r for st in night.pending.values() for r in st]
         rows = [r for r in night.rows if first <= r[0] <= last]
     else:
         rows = _read(spark, uri, first, last)
