@@ -86,8 +86,8 @@ def line_chart(title: str, points: Sequence[tuple[date, float]], today: date, pe
     lo_d, hi_d = min(days), max(days)
     vals = [v for _, v in points]
     lo, hi = min(vals), max(vals)
-    pad = (hi - lo) * 0.1 if hi > lo else (abs(hi) * 0.1 or 1.0)   # a flat series sits mid-chart
-    lo, hi = lo - pad, hi + pad
+    margin = (hi - lo) * 0.1 if hi > lo else (abs(hi) * 0.1 or 1.0)   # a flat series sits mid-chart
+    lo, hi = lo - margin, hi + margin
     span_d = max(1, (hi_d - lo_d).days)
     xy = [(pad + (w - pad - 8) * (d - lo_d).days / span_d, h - 22 - (h - 34) * (v - lo) / (hi - lo))
           for d, v in points]

@@ -258,3 +258,19 @@ def test_a_feature_that_differs_every_train_day_is_judged_beyond_that_day_to_day
     assert out["f_pub_ctr_1d"]["value"] > 0.2 and out["f_pub_ctr_1d"]["level"] == "ok"
     assert out["f_position"]["level"] == "flag"
     assert out["c_country"]["level"] == "flag" and out["c_country"]["missing_share"] == 1.0
+
+
+def test_a_trend_is_drawn_inside_its_chart_whatever_the_scale_of_its_values():
+    """The horizontal padding is not the values' margin: volumes in the tens of thousands once put every point
+    hundreds of pixels to the right, off the chart, and a CTR's points on top of the axis labels."""
+    import re
+    from datetime import date, timedelta
+
+    from pipelines.night_page import line_chart
+
+    first = date(2025, 3, 3)
+    for values in ([24287.0, 20752.0, 25135.0], [0.031, 0.038, 0.033]):
+        points = [(first + timedelta(days=i), v) for i, v in enumerate(values)]
+        svg = line_chart("t", points, points[-1][0])
+        xs = [float(x) for x in re.findall(r'cx="([0-9.]+)"', svg)]
+        assert xs == sorted(xs) and 34 <= xs[0] and xs[-1] <= 340 - 8
