@@ -115,7 +115,7 @@ def test_a_night_reads_the_history_once_and_writes_it_once(spark, cfg, monkeypat
     read, write = anomalies._read, anomalies._write
     monkeypatch.setattr(anomalies, "_read", lambda *a: reads.append(a[2:]) or read(*a))
     monkeypatch.setattr(anomalies, "_write", lambda *a: writes.append(a[3]) or write(*a))
-    with anomalies.one_read(spark, wh, D, 30):
+    with anomalies.one_night(spark, wh, D, 30):
         assert anomalies.read_history(spark, wh, D, 14, "silver") == {"run_report.impressions_raw": [
             (D - timedelta(days=1), 5.0)]}
         anomalies.record(spark, wh, D, "ingest", {"bronze_impressions": {"rows": 9}})
@@ -135,7 +135,7 @@ def test_a_night_reads_the_history_once_and_writes_it_once(spark, cfg, monkeypat
     assert len(reads) == 2
     # a stage that recorded before the night's first read is in what that read holds
     nxt = D + timedelta(days=1)
-    with anomalies.one_read(spark, wh, nxt, 30):
+    with anomalies.one_night(spark, wh, nxt, 30):
         anomalies.record(spark, wh, nxt, "ingest", {"bronze_impressions": {"rows": 4}})
         assert anomalies.read_history(spark, wh, nxt + timedelta(days=1), 30, "ingest") == {
             "bronze_impressions.rows": [(D, 9.0), (nxt, 4.0)]}

@@ -386,17 +386,22 @@ def test_same_day_counts_see_only_strictly_earlier_impressions_of_the_day(spark)
     assertDataFrameEqual(out, expected)
 
 
-def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_day(spark):
-    """Lag 1 (the default): an impression of 03-11 gets the snapshot as of 03-10, which knows nothing of 03-10."""
+def snapshots_of_history(spark):
+    """HISTORY's labels and its feature snapshots and priors as of 03-10 and 03-11 (windows 1 and 7 days)."""
     labels = spark.createDataFrame(HISTORY, LABELS_DDL)
     partials = daily_partials(labels, ENTITIES, ("ad",))
     features, priors = None, None
     for day in (date(2025, 3, 10), date(2025, 3, 11)):
         raw = window_snapshot(partials, day, (1, 7), 1, None, 4)
         p = fit_beta_priors(raw, (1, 7), PRIOR)
-        f = with_smoothed_rates(raw, p, (1, 7))
-        p = p.withColumn("as_of_date", F.lit(day))
+        f, p = with_smoothed_rates(raw, p, (1, 7)), p.withColumn("as_of_date", F.lit(day))
         features, priors = (f, p) if features is None else (features.unionByName(f), priors.unionByName(p))
+    return labels, features, priors
+
+
+def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_day(spark):
+    """Lag 1 (the default): an impression of 03-11 gets the snapshot as of 03-10, which knows nothing of 03-10."""
+    labels, features, priors = snapshots_of_history(spark)
     todays = labels.where(F.col("impression_id") == "i8")   # u1 x a1 at 03-11 01:00
     got = {lag: join_features(todays, features, priors, ENTITIES, declarations.history_features(SMALL),
                               SMALL.context, lag_days=lag)
@@ -411,14 +416,7 @@ def test_snapshot_lag_gives_a_row_the_snapshot_published_the_night_before_its_da
 
 def test_few_rows_cut_to_their_keys_get_the_same_features_as_the_full_join(spark):
     """The drift sample's path (snapshots cut to the rows' keys in one scan, then broadcast) changes no value."""
-    labels = spark.createDataFrame(HISTORY, LABELS_DDL)
-    partials = daily_partials(labels, ENTITIES, ("ad",))
-    features, priors = None, None
-    for day in (date(2025, 3, 10), date(2025, 3, 11)):
-        raw = window_snapshot(partials, day, (1, 7), 1, None, 4)
-        p = fit_beta_priors(raw, (1, 7), PRIOR)
-        f, p = with_smoothed_rates(raw, p, (1, 7)), p.withColumn("as_of_date", F.lit(day))
-        features, priors = (f, p) if features is None else (features.unionByName(f), priors.unionByName(p))
+    labels, features, priors = snapshots_of_history(spark)
     todays = labels.where(F.col("event_date") >= F.lit(date(2025, 3, 10)))   # four rows, u1 and u2
     full, few = (join_features(todays, features, priors, ENTITIES, declarations.history_features(SMALL),
                                SMALL.context, lag_days=0, few_rows=flag) for flag in (False, True))

@@ -6,7 +6,7 @@ in the passes the stage already made, the run report's rates, the top entities' 
 of the night's stages, so a re-run replaces its own rows). Before that, the gate
 checks the night's metrics against that history with the suite expectations/anomalies.json (``pipelines.watch``
 for the statistics): a failed critical check stops the stage's publication like any other gate; a failed warning
-is reported. A nightly run reads the history once and writes it once (one_read).
+is reported. A nightly run reads the history once and writes it once (one_night).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class _Night:
     pending: dict[str, list[tuple]] = field(default_factory=dict)
 
 
-_nights: dict[str, _Night] = {}   # history uri -> the night running on it (inside one_read)
+_nights: dict[str, _Night] = {}   # history uri -> the night running on it (inside one_night)
 
 
 def _read(spark: SparkSession, uri: str, first: date, last: date) -> list[tuple]:
@@ -77,7 +77,7 @@ def _write(spark: SparkSession, uri: str, day: date, stages: tuple[str, ...], ro
 
 
 @contextmanager
-def one_read(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterator[None]:
+def one_night(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterator[None]:
     """A nightly run's history: inside it, the ``days`` nights before ``day`` and ``day`` itself are read once
     (at the first read_history), and what record() is given is held - a later read of the night sees it - and
     written at flush(), or at the end, together: one read and one write of the table a night instead of one each
@@ -96,7 +96,7 @@ def one_read(spark: SparkSession, wh: Warehouse, day: date, days: int) -> Iterat
 
 
 def nights_held(trend_nights: int) -> int:
-    """The nights before tonight a nightly run reads (one_read): its checks' lookback, its page's trends. A suite
+    """The nights before tonight a nightly run reads (one_night): its checks' lookback, its page's trends. A suite
     that cannot be read is the gates' to report (their checks then do not run): the default then."""
     try:
         lookback = settings()["lookback_days"]
@@ -106,7 +106,7 @@ def nights_held(trend_nights: int) -> int:
 
 
 def flush(spark: SparkSession, wh: Warehouse) -> int:
-    """Write what the night's stages recorded (inside one_read); returns the rows written."""
+    """Write what the night's stages recorded (inside one_night); returns the rows written."""
     night = _nights.get(history_uri(wh))
     if night is None or not night.pending:
         return 0
@@ -119,7 +119,7 @@ def flush(spark: SparkSession, wh: Warehouse) -> int:
 def read_history(spark: SparkSession, wh: Warehouse, day: date, days: int, stage: str | None = None) -> \
         dict[str, list[tuple[date, float]]]:
     """metric -> [(night, value)] of the ``days`` nights before ``day`` (one small read of the history table, or
-    none inside one_read)."""
+    none inside one_night)."""
     uri, first, last = history_uri(wh), day - timedelta(days=days), day - timedelta(days=1)
     night = _nights.get(uri)
     if night and night.first <= first and last <= night.day:
@@ -139,7 +139,7 @@ def read_history(spark: SparkSession, wh: Warehouse, day: date, days: int, stage
 
 def record(spark: SparkSession, wh: Warehouse, day: date, stage: str,
            sources: Mapping[str, Mapping[str, Any]]) -> int:
-    """Replace the night's rows of ``stage`` in the history table with ``sources`` - at once, or inside one_read
+    """Replace the night's rows of ``stage`` in the history table with ``sources`` - at once, or inside one_night
     of that night at its flush; returns the rows."""
     rows = watch.metric_rows(day, stage, sources)
     uri = history_uri(wh)

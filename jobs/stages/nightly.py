@@ -83,9 +83,9 @@ def stage_jobs(spark, stage: str, day) -> None:
 
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
-    # the metric history the night's gates and pages compare with: read once (jobs/runtime/anomalies.one_read)
+    # the metric history the night's gates and pages compare with: read once, written once (anomalies.one_night)
     held = anomalies.nights_held(cfg.monitoring.trend_nights)
-    with anomalies.one_read(spark, Warehouse(cfg.paths.warehouse), day, held):
+    with anomalies.one_night(spark, Warehouse(cfg.paths.warehouse), day, held):
         try:
             return _run_stages(spark, cfg, day, train)
         except Exception as err:
@@ -142,11 +142,11 @@ def watch_stage(spark, cfg: AppConfig, day, report: dict, times: dict[str, float
     except Exception as err:
         log.exception("drift dt=%s could not be measured", day)
         report["drift"] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    try:   # the gates' metrics of the night, held since (jobs/runtime/anomalies.one_read), in one write
-        anomalies.flush(spark, Warehouse(cfg.paths.warehouse))
+    wh = Warehouse(cfg.paths.warehouse)
+    try:   # the gates' metrics of the night, held since (jobs/runtime/anomalies.one_night), in one write
+        anomalies.flush(spark, wh)
     except Exception as err:   # published already: a lost history row is reported, not fatal
-        log.exception("could not record the night's metrics in %s",
-                      anomalies.history_uri(Warehouse(cfg.paths.warehouse)))
+        log.exception("could not record the night's metrics in %s", anomalies.history_uri(wh))
         report.setdefault("warnings", []).append(f"the night's metrics were not recorded in the metric history "
                                                  f"({type(err).__name__}: {err})")
     times["watch"] = time.monotonic() - started
