@@ -23,27 +23,33 @@ TRAINING_SET_BASE_COLUMNS = ("impression_id", "event_date", "event_ts", "user_id
                              "split", "neg_keep_rate")
 
 
-def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days: list[date]) -> DataFrame:
+def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days: list[date],
+          snapshot_days: list[date] | None = None) -> DataFrame:
     """Attach to each fact the newest snapshot row of its key dated on or before the fact's day.
 
     In: facts with ``key`` and a date column ``fact_day`` whose values are among
     ``days``; snapshots with ``key``, ``dt`` and attributes, at most one row per
-    (key, dt). Out: facts' columns plus the attributes (null where no snapshot row
-    exists); never more rows than facts.
+    (key, dt); ``snapshot_days``: the snapshots' dt values, when the caller has them
+    cheaper than from ``snapshots`` (jobs/stages/gold.dimension_days). Out: facts' columns
+    plus the attributes (null where no snapshot row exists); never more rows than facts.
     """
-    # 1. Which snapshot day each fact day sees: the newest dt <= that day. The fact days are
-    #    given, not derived from facts, so the facts' plan is not run again to find them.
-    fact_days = facts.sparkSession.createDataFrame([(d,) for d in days], f"{fact_day} date")
-    seen = (fact_days.join(snapshots.select("dt").distinct(), on=F.col("dt") <= F.col(fact_day), how="inner")
-            .groupBy(fact_day).agg(F.max("dt").alias("__snapshot_dt")))
+    # 1. Which snapshot day each fact day sees: the newest dt <= that day, a literal map (the fact days are
+    #    given, not derived from facts, so the facts' plan is not run again to find them; no join, no job).
+    if snapshot_days is None:
+        snapshot_days = [r[0] for r in snapshots.select("dt").distinct().collect()]
+    pairs = [(d, max((s for s in snapshot_days if s <= d), default=None)) for d in sorted(set(days))]
+    pairs = [(d, s) for d, s in pairs if s is not None]
+    seen = (F.create_map(*[F.lit(x) for pair in pairs for x in pair])[F.col(fact_day)] if pairs
+            else F.lit(None).cast("date"))
     # 2. An equi-join on (key, that day): no range join over every snapshot row.
     attrs = snapshots.withColumnRenamed("dt", "__snapshot_dt")
-    return (facts.join(F.broadcast(seen), on=fact_day, how="left")
+    return (facts.withColumn("__snapshot_dt", seen)
             .join(attrs, on=[key, "__snapshot_dt"], how="left").drop("__snapshot_dt"))
 
 
 def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: DataFrame, campaigns: DataFrame,
-                    publishers: DataFrame, landed: str | None = None) -> DataFrame:
+                    publishers: DataFrame, landed: str | None = None,
+                    snapshot_days: dict[str, list[date]] | None = None) -> DataFrame:
     """Labels plus segment, campaign_id, ad_category, advertiser_id and publisher_category as of their day.
 
     In: labels (event_date among ``days``, user_id, ad_id, publisher_id, ...); dimension snapshots
@@ -51,19 +57,22 @@ def with_dimensions(labels: DataFrame, days: list[date], users: DataFrame, ads: 
     (campaign_id, advertiser_id, dt), publishers (publisher_id, category, dt), one
     row per key and dt. With ``landed`` (the arrival-day column), as of the earlier of the
     event day and the arrival day: an impression that landed the day before its event day
-    (a clock a little ahead) gets the snapshots a scorer of that landing had.
+    (a clock a little ahead) gets the snapshots a scorer of that landing had. ``snapshot_days``: each
+    dimension's delivery days, by name (users, ads, campaigns, publishers), when the caller has them (as_of).
     """
+    have = snapshot_days or {}
     day = "event_date"
     if landed:
         day = "__dimension_day"
         labels = labels.withColumn(day, snapshot_day(F.col("event_date"), 0, F.col(landed)))
         days = sorted({*days, min(days) - timedelta(days=1)})
-    out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", day, days)
+    out = as_of(labels, users.select("user_id", "segment", "dt"), "user_id", day, days, have.get("users"))
     out = as_of(out, ads.select("ad_id", "campaign_id", F.col("category").alias("ad_category"), "dt"),
-                "ad_id", day, days)
-    out = as_of(out, campaigns.select("campaign_id", "advertiser_id", "dt"), "campaign_id", day, days)
+                "ad_id", day, days, have.get("ads"))
+    out = as_of(out, campaigns.select("campaign_id", "advertiser_id", "dt"), "campaign_id", day, days,
+                have.get("campaigns"))
     out = as_of(out, publishers.select("publisher_id", F.col("category").alias("publisher_category"), "dt"),
-                "publisher_id", day, days)
+                "publisher_id", day, days, have.get("publishers"))
     return out.drop("__dimension_day") if landed else out
 
 
@@ -129,8 +138,9 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
         # snapshot's plan would hold all the joins before it (the optimizer then runs out of memory).
         wanted = functools.reduce(DataFrame.unionAll, [keyed.select(
             F.lit(e).alias("entity"), F.col(f"__key_{e}").alias("key")) for e in used]).distinct()
-        features = features.join(F.broadcast(wanted), on=["entity", "key"], how="left_semi").localCheckpoint(
-            eager=True)
+        sources = dict.fromkeys(f.column for e in used for f in by_group[e])   # only the columns read below
+        features = features.select("entity", "key", "as_of_date", *sources).join(
+            F.broadcast(wanted), on=["entity", "key"], how="left_semi").localCheckpoint(eager=True)
     filled = {}
     for entity in used:
         sources = list(dict.fromkeys(f.column for f in by_group[entity]))

@@ -205,12 +205,19 @@ def test_the_drift_sample_has_the_full_runs_features_for_its_users(spark, scored
 
     cfg, _, _ = scored
     columns = ["impression_id", "user_id", *feature_columns(cfg), *[f"c_{c}" for c in cfg.training_set.categorical]]
-    full = score.landed_rows(spark, cfg, MONDAY)[0].select(*columns)
+    landed = score.landed_rows(spark, cfg, MONDAY)[0]
+    full = landed.select(*columns)
     sample = score.landed_rows(spark, cfg, MONDAY, sample_rows=300)[0].select(*columns)
     n, users = sample.count(), sample.select("user_id").distinct().count()
     assert 0 < n < full.count() and users > 10
     assertDataFrameEqual(sample, full.join(sample.select("user_id").distinct(), on="user_id", how="left_semi")
                          .select(*columns))
+    # the drift's new day: the same rows and features, minus the late deliveries of earlier days
+    own = score.landed_rows(spark, cfg, MONDAY, sample_rows=300, own_day_only=True)[0].select(*columns)
+    assert landed.where(F.col("event_date") < F.lit(MONDAY)).count() > 0
+    assertDataFrameEqual(own, landed.where(F.col("event_date") == F.lit(MONDAY)).select(*columns)
+                         .join(own.select("user_id").distinct(), on="user_id", how="left_semi").select(*columns))
+    assert own.count() > 0
 
 
 def test_scoring_needs_silver_a_snapshot_a_champion_and_its_features(spark, scored, tmp_path):

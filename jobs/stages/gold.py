@@ -4,6 +4,7 @@ gate).
 How to run it, and what it guarantees, is that entry point's docstring (`--help`)."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import date, timedelta
@@ -43,25 +44,31 @@ PRIORS_COLUMNS = columns("gold/priors")
 
 
 def dimensions(spark: SparkSession, wh: Warehouse, first: date, last: date,
-               lookback_days: int) -> dict[str, DataFrame]:
-    """The dimension snapshots days first .. last can see, one row per key and delivery day.
+               lookback_days: int) -> tuple[dict[str, DataFrame], dict[str, list[date]]]:
+    """The dimension snapshots days first .. last can see, one row per key and delivery day, and each one's
+    delivery days (pipelines/training_set.with_dimensions): one small job over the four partition columns, so
+    which snapshot a fact day sees is a literal, not a scan and a join per use.
 
     Snapshots land daily, so looking back ``lookback_days`` (gold.dimension_lookback_days) before
     ``first`` finds the one in force without reading every snapshot ever delivered.
     """
-    out = {}
+    rows, days = {}, {name: [] for name in DIMENSION_KEYS}
     for name, key in DIMENSION_KEYS.items():
         uri = wh.bronze(name)
         if storage.is_delta(spark, uri):
-            rows = storage.read_delta(spark, uri).where(
+            rows[name] = storage.read_delta(spark, uri).where(
                 F.col("dt").between(F.lit(first - timedelta(days=lookback_days)), F.lit(last)))
         else:  # no snapshot yet: every attribute is unknown, which the features tolerate
             cols = {"users": "segment", "ads": "campaign_id string, category", "campaigns": "advertiser_id",
                     "publishers": "category"}[name]
-            rows = spark.createDataFrame([], f"{key} string, {cols} string, dt date, _source_file string, "
-                                             "_line_hash long")
-        out[name] = one_row_per_key_and_day(rows, key)
-    return out
+            rows[name] = spark.createDataFrame([], f"{key} string, {cols} string, dt date, _source_file string, "
+                                                   "_line_hash long")
+    delivered = functools.reduce(DataFrame.unionAll, [
+        frame.select(F.lit(name).alias("name"), "dt").distinct() for name, frame in rows.items()])
+    for name, day in delivered.collect():
+        days[name].append(day)
+    return ({name: one_row_per_key_and_day(frame, DIMENSION_KEYS[name]) for name, frame in rows.items()},
+            {name: sorted(d) for name, d in days.items()})
 
 
 def labels_with_dimensions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, first: date, last: date,
@@ -69,9 +76,10 @@ def labels_with_dimensions(spark: SparkSession, cfg: AppConfig, wh: Warehouse, f
     """Labels of event days first .. last with their dimensions (``landed``: see with_dimensions)."""
     labels = storage.read_delta(spark, wh.silver("labels")).where(F.col("event_date").between(F.lit(first),
                                                                                               F.lit(last)))
-    dims = dimensions(spark, wh, first, last, cfg.gold.dimension_lookback_days)
+    dims, delivered = dimensions(spark, wh, first, last, cfg.gold.dimension_lookback_days)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed)
+    return with_dimensions(labels, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"], landed,
+                           delivered)
 
 
 def by_entity(spark: SparkSession, uri: str) -> tuple[str, ...]:

@@ -52,8 +52,8 @@ def published_snapshots(spark: SparkSession, wh: Warehouse, first: date, last: d
     return have
 
 
-def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
-                sample_rows: int | None = None) -> tuple[DataFrame, date, date]:
+def landed_rows(spark: SparkSession, cfg: AppConfig, day: date, sample_rows: int | None = None,
+                own_day_only: bool = False) -> tuple[DataFrame, date, date]:
     """The valid impressions that landed on ``day`` with every feature a scorer of ``day`` could have had.
 
     Same-day counts see every valid impression of the rows' event days that had landed by
@@ -61,7 +61,9 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
     earlier landings. Returns the rows (silver columns, dimensions, snapshot_date, f_* and
     c_* columns) and their first and last event day. UsageError when a needed input is
     missing. ``sample_rows``: only about that many of the day's rows, those of a hash sample of the users, for
-    the drift measure (jobs/stages/watch.py).
+    the drift measure (jobs/stages/watch.py); ``own_day_only``: only the rows whose event day is ``day`` (no late
+    deliveries of earlier days: one feature snapshot to read, and of the lookback's silver only the files that
+    hold that event day, by Delta's file statistics).
     """
     from jobs.stages.gold import check_declarations, dimensions
     from jobs.stages.training_set import with_features
@@ -73,11 +75,13 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
     lo = day - timedelta(days=cfg.clean.lookback_days)
     valid = storage.read_delta(spark, wh.silver("impressions")).where(
         F.col("dt").between(F.lit(lo), F.lit(day)) & (F.col("fate") == "valid"))
+    if own_day_only:
+        valid = valid.where(F.col("event_date") == F.lit(day))
     span = valid.where(F.col("dt") == F.lit(day)).agg(F.min("event_date").alias("lo"), F.max("event_date").alias("hi"),
                                                       F.count(F.lit(1)).alias("n")).first()
     if not span["n"]:
-        raise UsageError(f"no valid impressions landed on {day} in {wh.silver('impressions')}: "
-                         f"run `make backfill DATE={day}` first")
+        raise UsageError(f"no valid impressions {f'of {day} ' if own_day_only else ''}landed on {day} in "
+                         f"{wh.silver('impressions')}: run `make backfill DATE={day}` first")
     first, last = span["lo"], span["hi"]
     lo_snap, hi_snap = snapshot_span(first, last, ts.snapshot_lag_days, landed_by=day)
     have = published_snapshots(spark, wh, lo_snap, hi_snap)
@@ -97,7 +101,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
         log.warning("no feature snapshot as of %s: late impressions of those days are scored without history",
                     ", ".join(map(str, older)))
     population = valid.where(F.col("event_date").between(F.lit(first), F.lit(last)))
-    dims = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
+    dims, delivered = dimensions(spark, wh, first - timedelta(days=1), last, cfg.gold.dimension_lookback_days)
     if sample_rows is not None:
         # A sample of users, not of impressions: every impression of a sampled user stays, so its same-day
         # counts (declared only for groups keyed by user_id) are exact, and the rest is never joined - nor the
@@ -107,7 +111,7 @@ def landed_rows(spark: SparkSession, cfg: AppConfig, day: date,
         dims["users"] = dims["users"].where(sampled)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     rows = with_dimensions(population, days, dims["users"], dims["ads"], dims["campaigns"], dims["publishers"],
-                           landed="dt")
+                           landed="dt", snapshot_days=delivered)
     keep = F.col("dt") == F.lit(day)
     featured = with_features(spark, cfg, wh, rows, first, last, landed="dt", keep=keep,
                              few_rows=sample_rows is not None)

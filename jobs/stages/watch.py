@@ -1,5 +1,6 @@
-"""Drift, each night: every training feature on the impressions that landed tonight against the last training
-set's train window, and the champion's scores against its scores of the trailing nights (docs/monitoring.md).
+"""Drift, each night: every training feature on the new day (tonight's impressions of its own event day, late
+deliveries of earlier days left out) against the last training set's train window, and the champion's scores
+against its scores of the trailing nights (docs/monitoring.md).
 
 The reference (bin edges from the train window's quantiles, the top categories, and the counts in each bin)
 is computed once per training-set version from a hash sample of its train split and kept at
@@ -240,7 +241,7 @@ def run_drift(spark: SparkSession, cfg: AppConfig, day: date) -> dict:
         out["reason"] = "no training set yet: feature drift is measured against the last training set's train window"
     else:
         try:
-            rows, _, _ = landed_rows(spark, cfg, day, sample_rows=mon.drift_sample_rows)
+            rows, _, _ = landed_rows(spark, cfg, day, sample_rows=mon.drift_sample_rows, own_day_only=True)
         except (NothingToScore, UsageError) as err:
             out["reason"] = f"tonight's landed rows have no features to compare: {err}"
         else:
