@@ -30,7 +30,7 @@ def as_of(facts: DataFrame, snapshots: DataFrame, key: str, fact_day: str, days:
     In: facts with ``key`` and a date column ``fact_day`` whose values are among
     ``days``; snapshots with ``key``, ``dt`` and attributes, at most one row per
     (key, dt); ``snapshot_days``: the snapshots' dt values, when the caller has them
-    cheaper than from ``snapshots`` (jobs/stages/gold.dimension_days). Out: facts' columns
+    cheaper than from ``snapshots`` (jobs/stages/gold.dimensions). Out: facts' columns
     plus the attributes (null where no snapshot row exists); never more rows than facts.
     """
     # 1. Which snapshot day each fact day sees: the newest dt <= that day, a literal map (the fact days are
