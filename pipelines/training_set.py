@@ -127,9 +127,15 @@ def join_features(rows: DataFrame, features: DataFrame, priors: DataFrame, entit
     out = keyed
     seen = snapshot_day(F.col("event_date"), lag_days, F.col(landed) if landed else None)
     if rated:   # declarations without a rate have no means to fill with
-        means = priors.groupBy(F.col("as_of_date").alias("__prior_day")).agg(*[
-            F.first(F.when((F.col("entity") == e) & (F.col("rate") == r) & (F.col("window_days") == w),
-                           F.col("mean")), ignorenulls=True).alias(f"__prior_{e}_{r}_{w}d") for e, r, w in rated])
+        # A few rows per as-of day (one per entity, rate and window): pivoted on the driver into a local table,
+        # not by a wide aggregation whose code Spark compiles on every call (0.85 s of the drift step at 1M).
+        by_day: dict[date, dict[tuple, float]] = {}
+        for day, entity, rate, window, mean in priors.select(
+                "as_of_date", "entity", "rate", "window_days", "mean").where(F.col("mean").isNotNull()).collect():
+            by_day.setdefault(day, {}).setdefault((entity, rate, window), mean)
+        means = rows.sparkSession.createDataFrame(
+            [(day, *[got.get(k) for k in rated]) for day, got in sorted(by_day.items())],
+            ", ".join(["__prior_day date", *[f"`__prior_{e}_{r}_{w}d` double" for e, r, w in rated]]))
         out = out.join(F.broadcast(means), on=seen == F.col("__prior_day"), how="left")
     if few_rows and used:
         # One scan of the snapshots for every entity, cut to the sample's (entity, key) pairs and held in memory:
