@@ -73,8 +73,13 @@ def test_the_shipped_declarations_keep_every_feature_name_gold_built_before_them
             before += [f"f_{e}_{s}_{w}d" for s in ("imps", "clicks", "ctr", "vctr", "users")
                        if s != "users" or e in with_users]
         before += [recency[e]] if e in recency else []
-    before += ["f_position", "f_hour", "f_user_imps_today", "f_user_x_ad_imps_today"]
+    # declared after them (docs/training.md "At the defaults"): the category pair's rate, a denser cross
+    added = ["f_pubcat_x_category_ctr_1d", "f_pubcat_x_category_imps_7d", "f_pubcat_x_category_ctr_7d",
+             "f_pubcat_x_category_vctr_7d", "f_pubcat_x_category_imps_28d", "f_pubcat_x_category_ctr_28d",
+             "f_pubcat_x_category_vctr_28d"]
+    before += [*added, "f_position", "f_hour", "f_user_imps_today", "f_user_x_ad_imps_today"]
     assert declarations.feature_columns(cfg.gold.features) == before
+    assert cfg.gold.entities["pubcat_x_category"] == ("publisher_category", "ad_category")
     assert cfg.gold.entities["segment_x_category"] == ("segment", "ad_category")
 
 
