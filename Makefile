@@ -55,12 +55,17 @@ lint: $(STAMP)  ## ruff over the code (its rules in pyproject.toml)
 demo: $(STAMP) $(JARS_STAMP)  ## generate 7 days of sample logs and run the nightly pipeline on them; the last night trains and scores
 	$(SPARK_SUBMIT) jobs/generate_logs.py --landing $(LANDING) --overwrite \
 	    --start $(DEMO_START) --days $(DEMO_DAYS) --impressions-per-day $(DEMO_IMPRESSIONS)
-	last=$$($(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | tail -n 1); \
-	$(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS) | while read d; do \
-	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) \
-	        $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG) $(if $(TRAIN),,$$([ "$$d" = "$$last" ] && echo --train))) \
-	        $(NIGHTLY_FLAGS) || exit $$?; \
-	done
+	@# the nights in one spark-submit (one JVM); with DEMO_CONFIG the last night, which trains, in a second
+	dates=$$($(PY) jobs/dates.py --start $(DEMO_START) --days $(DEMO_DAYS)) || exit 2; \
+	first=$$(head -n 1 <<< "$$dates"); last=$$(tail -n 1 <<< "$$dates"); \
+	before=$$(tail -n 2 <<< "$$dates" | head -n 1); \
+	if [ -n "$(DEMO_CONFIG)" ] && [ -z "$(TRAIN)" ] && [ "$$first" != "$$last" ]; then \
+	    $(SPARK_SUBMIT) jobs/nightly.py --start $$first --end $$before --landing $(LANDING) --warehouse $(WAREHOUSE) \
+	        --config $(DEMO_CONFIG) $(NIGHTLY_FLAGS) || exit $$?; \
+	    first=$$last; \
+	fi; \
+	$(SPARK_SUBMIT) jobs/nightly.py --start $$first --end $$last --landing $(LANDING) --warehouse $(WAREHOUSE) \
+	    $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG) $(if $(TRAIN),,--train)) $(NIGHTLY_FLAGS) || exit $$?
 	$(SPARK_SUBMIT) jobs/catalog.py --warehouse $(WAREHOUSE)
 	$(PY) jobs/show.py --landing $(LANDING) --warehouse $(WAREHOUSE)
 
@@ -72,10 +77,10 @@ demo-quick:  ## the demo without training: 3 nights, the default schedule
 
 backfill: $(STAMP) $(JARS_STAMP)  ## make backfill DATE=YYYY-MM-DD | START=... END=... [TRAIN=0|1] [LANDING=...] [WAREHOUSE=...]
 	@dates=$$($(PY) jobs/dates.py --date "$(DATE)" --start "$(START)" --end "$(END)") || exit 2; \
-	for d in $$dates; do \
-	    echo "== nightly $$d"; \
-	    $(SPARK_SUBMIT) jobs/nightly.py --date $$d --landing $(LANDING) --warehouse $(WAREHOUSE) $(NIGHTLY_FLAGS) || exit $$?; \
-	done
+	first=$$(head -n 1 <<< "$$dates"); last=$$(tail -n 1 <<< "$$dates"); \
+	echo "== nightly $$first .. $$last"; \
+	$(SPARK_SUBMIT) jobs/nightly.py --start $$first --end $$last --landing $(LANDING) --warehouse $(WAREHOUSE) \
+	    $(NIGHTLY_FLAGS) || exit $$?
 
 bench: $(STAMP) $(JARS_STAMP)  ## nights at 1M and 10M impressions, a night with 28 days of history, training at 10M, model quality (slow)
 	$(PY) bench/run.py --sizes 1000000,10000000 --days 2

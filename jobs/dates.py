@@ -10,13 +10,9 @@ Spark job starts.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from datetime import timedelta
 
-from jobs.runtime.cli import EXIT_USAGE, parse_date
-
-MAX_DAYS = 3660
+from jobs.runtime.cli import EXIT_USAGE, chosen_days, parse_date
 
 
 def dates(argv: list[str] | None = None) -> list[str]:
@@ -26,26 +22,8 @@ def dates(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--end", default="")
     p.add_argument("--days", default="")
     a = p.parse_args(argv)
-    if a.date and (a.start or a.end or a.days):
-        raise ValueError("give DATE, or START and END, not both")
-    if a.date:
-        return [parse_date(a.date).isoformat()]
-    if not a.start:
-        raise ValueError("give DATE=YYYY-MM-DD, or START=YYYY-MM-DD and END=YYYY-MM-DD")
-    start = parse_date(a.start)
-    if a.days:
-        if not re.fullmatch(r"[0-9]{1,5}", a.days) or not 1 <= int(a.days) <= MAX_DAYS:
-            raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS}")
-        end = start + timedelta(days=int(a.days) - 1)
-    elif a.end:
-        end = parse_date(a.end)
-    else:
-        raise ValueError("START needs END (or --days)")
-    if end < start:
-        raise ValueError(f"END {end} is before START {start}")
-    if (end - start).days >= MAX_DAYS:
-        raise ValueError(f"a range of more than {MAX_DAYS} days is surely a typo")
-    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    as_day = lambda text: parse_date(text) if text else None
+    return [d.isoformat() for d in chosen_days(as_day(a.date), as_day(a.start), as_day(a.end), a.days)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,9 @@ from datetime import date
 import pytest
 
 from jobs import nightly
-from jobs.runtime.cli import EXIT_USAGE
+from jobs.runtime.cli import EXIT_GATE, EXIT_RUNTIME, EXIT_USAGE
 from jobs.runtime.config import ConfigError, load_config
+from jobs.runtime.quality import GateFailed
 from jobs.stages import nightly_training
 from pipelines.schedule import not_due_reason, parse_schedule, training_due
 
@@ -84,6 +85,82 @@ def test_nightly_train_flags_reach_the_run(flags, expected, tmp_path, monkeypatc
     monkeypatch.setattr(nightly, "run_nightly", lambda spark, cfg, day, train: seen.append(train) or {"balanced": True})
     assert nightly.main(["--date", "2025-03-02", "--warehouse", str(tmp_path), *flags]) == 0
     assert seen == [expected]
+
+
+def test_a_range_runs_its_nights_in_order_in_one_session(tmp_path, monkeypatch):
+    sessions, seen = [], []
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: sessions.append("spark") or "spark")
+    monkeypatch.setattr(nightly, "resume_point", lambda spark, cfg, days: days)
+    monkeypatch.setattr(nightly, "run_nightly",
+                        lambda spark, cfg, day, train: seen.append((spark, day, train)) or {"balanced": True})
+    assert nightly.main(["--start", "2025-02-27", "--end", "2025-03-02", "--warehouse", str(tmp_path), "--train"]) == 0
+    assert sessions == ["spark"]
+    assert seen == [("spark", date(2025, 2, 27), True), ("spark", date(2025, 2, 28), True),
+                    ("spark", SAT, True), ("spark", SUN, True)]
+    seen.clear()
+    assert nightly.main(["--start", "2025-03-01", "--days", "2", "--warehouse", str(tmp_path)]) == 0
+    assert [d for _, d, _ in seen] == [SAT, SUN]
+
+
+@pytest.mark.parametrize("outcome, code", [("unbalanced", EXIT_RUNTIME), ("gate", EXIT_GATE), ("crash", EXIT_RUNTIME)])
+def test_a_failed_night_stops_the_range_with_its_exit_code_and_names_what_did_not_run(outcome, code, tmp_path,
+                                                                                     monkeypatch, caplog):
+    seen = []
+
+    def run(spark, cfg, day, train):
+        seen.append(day)
+        if day == SUN:
+            if outcome == "gate":
+                raise GateFailed({"stage": "silver", "date": str(day), "failures": ["x"], "results": "r",
+                                  "data_docs": "d"})
+            if outcome == "crash":
+                raise RuntimeError("executor lost")
+            return {"balanced": False}
+        return {"balanced": True}
+
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: None)
+    monkeypatch.setattr(nightly, "resume_point", lambda spark, cfg, days: days)
+    monkeypatch.setattr(nightly, "run_nightly", run)
+    assert nightly.main(["--start", "2025-03-01", "--end", "2025-03-04", "--warehouse", str(tmp_path)]) == code
+    assert seen == [SAT, SUN]
+    stop = [r.getMessage() for r in caplog.records if "stopped at" in r.getMessage()]
+    assert stop == ["range 2025-03-01 .. 2025-03-04 stopped at 2025-03-02; done: 2025-03-01 (0 s); "
+                    "not run: 2025-03-03, 2025-03-04"]
+
+
+def test_a_range_killed_inside_a_stage_resumes_at_that_night(spark, tmp_path, monkeypatch):
+    """A pending gate record of a later night whose earlier nights have run reports: the re-run starts there
+    (an earlier night would be refused while it is pending); otherwise every night runs again."""
+    wh = tmp_path / "wh"
+    for day in ("2025-03-01", "2025-03-02"):
+        (wh / "reports" / f"dt={day}").mkdir(parents=True)
+        (wh / "reports" / f"dt={day}" / "run_report.json").write_text("{}")
+    (wh / "_quality" / "pending" / "silver").mkdir(parents=True)
+    (wh / "_quality" / "pending" / "silver" / "dt=2025-03-03.json").write_text("{}")
+    seen = []
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: spark)
+    monkeypatch.setattr(nightly, "run_nightly", lambda spark, cfg, day, train: seen.append(day) or {"balanced": True})
+    run = lambda *argv: nightly.main([*argv, "--warehouse", str(wh)]) or seen.copy()
+    assert run("--start", "2025-03-01", "--end", "2025-03-05") == [date(2025, 3, d) for d in (3, 4, 5)]
+    seen.clear()   # a range that starts at the pending night, or a single date, runs as asked
+    assert run("--start", "2025-03-03", "--end", "2025-03-04") == [date(2025, 3, 3), date(2025, 3, 4)]
+    seen.clear()   # an earlier night without its report: not this range's interruption, nothing skipped
+    assert run("--start", "2025-02-28", "--end", "2025-03-04") == [date(2025, 2, 28)] + [
+        date(2025, 3, d) for d in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--start", "2025-03-02", "--end", "2025-03-01"], "--end 2025-03-01 is before --start 2025-03-02"),
+    (["--date", "2025-03-01", "--start", "2025-03-01"], "give --date, or --start and --end, not both"),
+    (["--start", "2025-03-01"], "--start needs --end (or --days)"),
+    ([], "give --date=YYYY-MM-DD, or --start=YYYY-MM-DD and --end=YYYY-MM-DD"),
+    (["--start", "2025-03-01", "--days", "0"], "days must be a whole number from 1 to 3660"),
+])
+def test_a_bad_range_exits_2_before_spark(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
+    assert nightly.main([*argv, "--warehouse", str(tmp_path / "wh")]) == EXIT_USAGE
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "wh").exists()
 
 
 class Touched(Exception):

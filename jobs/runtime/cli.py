@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ _CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.\-/]+")
 _PINNED_CONF = ("spark.sql.session.timeZone",)
 # Path-valued options some jobs add (train.py, score.py): validated here, with the others.
 _JOB_PATH_OPTIONS = ("table", "truth", "out")
+MAX_DAYS = 3660   # a longer range of nights is surely a typo
 
 
 class UsageError(ValueError):
@@ -56,6 +57,33 @@ def parse_date(text: str) -> date:
     if not date(2000, 1, 1) <= value <= date(2099, 12, 31):
         raise argparse.ArgumentTypeError(f"{text!r} is outside the supported years 2000-2099")
     return value
+
+
+def day_range(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end``, both included; ValueError for a reversed or implausibly long range."""
+    if end < start:
+        raise ValueError(f"END {end} is before START {start}")
+    if (end - start).days >= MAX_DAYS:
+        raise ValueError(f"a range of more than {MAX_DAYS} days is surely a typo")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def chosen_days(day: date | None, start: date | None, end: date | None, days: str | None = None) -> list[date]:
+    """The nights one run covers: ``day`` alone, or ``start`` .. ``end`` (or ``days`` long); ValueError
+    naming what to give when the combination is wrong."""
+    if day and (start or end or days):
+        raise ValueError("give DATE, or START and END, not both")
+    if day:
+        return [day]
+    if not start:
+        raise ValueError("give DATE=YYYY-MM-DD, or START=YYYY-MM-DD and END=YYYY-MM-DD")
+    if days:
+        if not re.fullmatch(r"[0-9]{1,5}", days) or not 1 <= int(days) <= MAX_DAYS:
+            raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS}")
+        end = start + timedelta(days=int(days) - 1)
+    elif not end:
+        raise ValueError("START needs END (or --days)")
+    return day_range(start, end)
 
 
 def check_storage_uri(text: str, what: str) -> str:

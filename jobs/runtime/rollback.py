@@ -78,6 +78,15 @@ def pending_uri(wh: Warehouse, stage: str, day: date) -> str:
     return f"{wh.root}/_quality/pending/{stage}/dt={day.isoformat()}.json"
 
 
+def pending(spark: SparkSession, wh: Warehouse) -> list[tuple[date, str]]:
+    """(day, stage) of every stage attempt whose gate has not decided (a killed run's), by day."""
+    found = []
+    for p in storage.glob(spark, f"{wh.root}/_quality/pending/*/dt=*.json"):
+        where, _, day = p.removesuffix(".json").rpartition("/dt=")
+        found.append((date.fromisoformat(day), where.rsplit("/", 1)[1]))
+    return sorted(found)
+
+
 def read_files(spark: SparkSession, uris: Iterable[str]) -> dict[str, str | None]:
     """The text of each small file (volume baselines), None for one that does not exist: what ``put_back`` restores."""
     return {uri: storage.read_text(spark, uri) if storage.exists(spark, uri) else None for uri in uris}
@@ -108,11 +117,10 @@ def begin(spark: SparkSession, cfg: AppConfig, stage: str, day: date, written: M
     """
     wh = Warehouse(cfg.paths.warehouse)
     uri = pending_uri(wh, stage, day)
-    others = [p for p in storage.glob(spark, f"{wh.root}/_quality/pending/*/dt=*.json")
-              if not p.endswith(f"/dt={day.isoformat()}.json")]
+    others = [(d, s) for d, s in pending(spark, wh) if d != day]
     if others:
-        where, _, earlier = others[0].removesuffix(".json").rpartition("/dt=")
-        raise UnfinishedRun(f"the run of {earlier} stopped in stage '{where.rsplit('/', 1)[1]}' before its quality "
+        earlier, where = others[0]
+        raise UnfinishedRun(f"the run of {earlier} stopped in stage '{where}' before its quality "
                             f"gate decided; re-run --date {earlier} first (it undoes and redoes that stage)")
     if storage.exists(spark, uri):
         record = json.loads(storage.read_text(spark, uri))

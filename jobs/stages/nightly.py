@@ -81,6 +81,25 @@ def stage_jobs(spark, stage: str, day) -> None:
     hooks.stage(stage)
 
 
+def resume_point(spark, cfg: AppConfig, days: list) -> list:
+    """The nights of a range still to run: all of them, unless an interrupted run of this range stopped inside a
+    stage of one of its later nights (a pending gate record, jobs/runtime/rollback.begin), whose earlier nights all
+    have their run reports: then the range resumes at that night (which undoes and redoes the stage), since an
+    earlier night would be refused while it is pending. Anything else runs every night again, as a re-run does."""
+    from jobs.runtime.rollback import pending
+
+    wh = Warehouse(cfg.paths.warehouse)
+    stopped = [d for d, _ in pending(spark, wh) if d in days[1:]]
+    if not stopped:
+        return days
+    at = days.index(stopped[0])
+    if not all(storage.exists(spark, wh.report(d)) for d in days[:at]):
+        return days   # not this range's interruption: the first night says which date to re-run
+    log.warning("an earlier run of this range stopped inside night %s: resuming there (%s already ran; their run "
+                "reports stand)", days[at], ", ".join(d.isoformat() for d in days[:at]))
+    return days[at:]
+
+
 def run_nightly(spark, cfg: AppConfig, day, train: bool | None = None) -> dict:
     """Every stage for ``day``; ``train`` None trains when train.schedule says so, True / False force it on / off."""
     # the metric history the night's gates and pages compare with: read once, written once (anomalies.one_night)
