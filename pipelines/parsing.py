@@ -1,7 +1,10 @@
 """Raw landing lines -> typed bronze rows, or a quarantine reason.
 
-One JSON parse per line (into map<string,string>, which keeps every key, known
-or not); types are then checked on the raw text with built-ins. A line gets the
+One JSON parse per line (the line wrapped as ``{"v":<line>,"<sentinel>":1}``,
+into map<string,string> for ``v``, which keeps every key, known or not; only a
+line whose wrapped form does not parse is parsed a second time, alone, to tell
+"more after the object" from "not JSON"); types are then checked on the raw
+text with built-ins. A line gets the
 first reason that applies, in this order:
 
     truncated_file (a line of a compressed file cut short, or its unreadable
@@ -36,7 +39,11 @@ REPLACEMENT_CHAR = "\ufffd"  # what an upstream lossy decoder leaves where bytes
 
 def parsed_map(value: Column) -> Column:
     """The line as map<string,string>, or null when it is not one JSON object."""
-    return F.from_json(F.regexp_replace(value, "^\ufeff", ""), "map<string,string>")
+    return F.from_json(without_bom(value), "map<string,string>")
+
+
+def without_bom(value: Column) -> Column:
+    return F.regexp_replace(value, "^\ufeff", "")
 
 
 # Spark's JSON reader stops after the first value and ignores what follows, so
@@ -46,12 +53,19 @@ def parsed_map(value: Column) -> Column:
 LINE_END_SENTINEL = "__ctr_line_end__"
 
 
-def has_trailing_content(value: Column) -> Column:
-    """True when the line holds more than one JSON value (only meaningful for a line that parsed)."""
-    wrapped = F.from_json(F.concat(F.lit('{"v":'), F.regexp_replace(value, "^\ufeff", ""),
-                                   F.lit(f',"{LINE_END_SENTINEL}":1}}')), f"struct<{LINE_END_SENTINEL}: int>")
-    return F.coalesce(wrapped[LINE_END_SENTINEL].isNull(), F.lit(True)) | (
-        F.instr(value, LINE_END_SENTINEL) > 0)
+def wrapped_parse(value: Column) -> Column:
+    """struct<v: the line as map<string,string>, sentinel: 1> of the wrapped line; the sentinel is null when the
+    wrapped line is not JSON (trailing content, or no JSON at all), ``v`` null when the line is not an object."""
+    return F.from_json(F.concat(F.lit('{"v":'), without_bom(value), F.lit(f',"{LINE_END_SENTINEL}":1}}')),
+                       f"struct<v: map<string,string>, {LINE_END_SENTINEL}: int>")
+
+
+def one_parse(value: Column, wrapped: Column) -> tuple[Column, Column]:
+    """(the line as map<string,string> or null, whether the line holds more than one JSON value) from the wrapped
+    parse; the line is parsed alone only where the wrapped form did not parse (the rare broken line)."""
+    ended = wrapped[LINE_END_SENTINEL].isNotNull()
+    parsed = F.when(ended, wrapped["v"]).otherwise(parsed_map(value))
+    return parsed, ~ended | (F.instr(value, LINE_END_SENTINEL) > 0)
 
 
 def has_duplicate_keys(m: Column) -> Column:
@@ -135,12 +149,13 @@ def classify_lines(lines: DataFrame, spec: StreamSpec, cfg: IngestConfig) -> Dat
     null for a well-formed record.
     """
     known = F.array(*[F.lit(n) for n in spec.names])
-    # Parse once into a map; __parsed is null for a line that is not a JSON object,
-    # __m also for an object with a repeated key. __trailing costs a second,
-    # typeless parse of the lines that parsed.
-    df = lines.withColumn("__parsed", parsed_map(F.col("value"))).withColumn(
+    # Parse once into a map (one_parse); __parsed is null for a line that is not a JSON object,
+    # __m also for an object with a repeated key.
+    df = lines.withColumn("__wrapped", wrapped_parse(F.col("value")))
+    parsed, trailing = one_parse(F.col("value"), F.col("__wrapped"))
+    df = df.withColumn("__parsed", parsed).withColumn(
         "__m", F.when(~has_duplicate_keys(F.col("__parsed")), F.col("__parsed"))).withColumn(
-        "__trailing", F.col("__m").isNotNull() & has_trailing_content(F.col("value")))
+        "__trailing", F.col("__m").isNotNull() & trailing)
     raw = {f.name: raw_value(F.col("__m"), f.name) for f in spec.fields}
     df = df.select("*", *[typed(raw[f.name], f.kind).alias(f"__typed_{f.name}") for f in spec.fields])
 

@@ -30,6 +30,8 @@ def reasons(spark, cfg, lines, spec=IMPRESSIONS):
     ('{"impression_id":"i1"', "invalid_json", "not a JSON object"),
     ('["i1"]', "invalid_json", "not a JSON object"),
     ('"text"', "invalid_json", "not a JSON object"),
+    ("null", "invalid_json", "not a JSON object"),
+    ('1,"x":{"a":"b"}', "invalid_json", "not a JSON object"),   # wrapped, it would be a valid object
     (GOOD.replace('{"impression_id":"i1",', '{"impression_id":"i1","impression_id":"i2",'), "invalid_json",
      "duplicate key"),
     # Spark's JSON reader ignores what follows the first value: two records on one line must not become one.
