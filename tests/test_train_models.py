@@ -89,6 +89,35 @@ def test_numpy_lr_equals_spark_model_including_unseen_codes(spark, tr, tmp_path)
         linear.intercept + linear.coef_numeric[0] * 0.0 + linear.onehot[0][-1])
 
 
+def test_gbdt_lr_scores_as_it_was_fitted_and_starts_from_the_trees_margin(spark, tr):
+    """The LR is fitted on [ensemble margin, one-hot leaves] computed on executors; the logged scorer recomputes both
+    with numpy and must give the same probabilities. An older scorer (leaves only) still scores."""
+    import xgboost as xgb
+
+    from pipelines.train.linear import MARGIN, train_gbdt_lr, with_leaves
+    from pipelines.train.scorers import GbdtLrScorer, XgbScorer
+
+    rng = np.random.default_rng(1)
+    n = 600
+    pdf = pd.DataFrame({"x": rng.normal(0, 1, n), "c": rng.integers(0, 3, n).astype("float64")})
+    pdf["label"] = (rng.random(n) < 1 / (1 + np.exp(-(pdf["x"] * 1.5 + (pdf["c"] == 2) - 1)))).astype("int32")
+    pdf.loc[::9, "x"] = np.nan
+    fs = FeatureSet(("x",), ("c",))
+    booster = xgb.train({"max_depth": 2, "eta": 0.3, "objective": "binary:logistic"},
+                        xgb.DMatrix(pdf[["x", "c"]], label=pdf["label"], missing=np.nan), num_boost_round=8)
+    trees = XgbScorer(fs, bytes(booster.save_raw("ubj")))
+    df = spark.createDataFrame(pdf).selectExpr("label", "if(isnan(x), null, x) as x", "c")
+    model = train_gbdt_lr(df, trees, replace(tr, gbdt_lr_trees=5, lr_reg_param=0.01))
+    assert model.with_margin and model.n_trees == 5 and model.linear.numeric == (MARGIN,)
+    assert model.linear.coef_numeric[0] > 0.5   # the trees' own log-odds carries most of the prediction
+    design = with_leaves(df, trees, 5, ["label"], margin=True).toPandas()
+    assert design[MARGIN].to_numpy() == pytest.approx(trees.margin(pdf), abs=1e-5)
+    z = model.linear.logit(design[[MARGIN]].to_numpy(), design[[f"leaf_{t}" for t in range(5)]].to_numpy())
+    assert model.predict_raw(pdf) == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-6)
+    old = GbdtLrScorer(trees, 5, replace(model.linear, numeric=(), fill=(), coef_numeric=(), coef_null=()))
+    assert not old.with_margin and old.predict_raw(pdf).shape == (n,)
+
+
 def test_lightgbm_refuses_an_empty_partition_before_starting(spark):
     from pipelines.train.lgbm_barrier import check_partitions
 

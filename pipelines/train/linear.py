@@ -14,13 +14,14 @@ from pyspark.ml.classification import LogisticRegression, LogisticRegressionMode
 from pyspark.ml.feature import OneHotEncoder, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType
+from pyspark.sql.types import DoubleType, IntegerType
 
 from pipelines.config import TrainConfig
 from pipelines.train.features import FeatureSet
 from pipelines.train.scorers import GbdtLrScorer, LrScorer, OneHotLinear, XgbScorer
 
 FEATURES = "_lr_features"
+MARGIN = "gbdt_margin"
 
 
 def _fit(train: DataFrame, label: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
@@ -68,8 +69,9 @@ def train_lr(train: DataFrame, tr: TrainConfig, fs: FeatureSet) -> LrScorer:
     return LrScorer(fs, _fit(train, tr.label_col, fs.numeric, fs.categorical, tr)[0])
 
 
-def with_leaves(df: DataFrame, trees: XgbScorer, n_trees: int, keep: list[str]) -> DataFrame:
-    """``keep`` plus leaf_0 .. leaf_{n-1}: the leaf each row falls in, per tree (executors, via the booster)."""
+def with_leaves(df: DataFrame, trees: XgbScorer, n_trees: int, keep: list[str], margin: bool = False) -> DataFrame:
+    """``keep`` plus leaf_0 .. leaf_{n-1}: the leaf each row falls in, per tree (executors, via the booster); with
+    ``margin``, also ``gbdt_margin``: the whole ensemble's log-odds."""
     cols = list(dict.fromkeys(keep + list(trees.features.columns)))
     leaf_cols = [f"leaf_{t}" for t in range(n_trees)]
 
@@ -77,17 +79,29 @@ def with_leaves(df: DataFrame, trees: XgbScorer, n_trees: int, keep: list[str]) 
         for pdf in batches:
             leaves = trees.leaves(pdf, n_trees) if len(pdf) else np.empty((0, n_trees), dtype=np.int64)
             out = pdf[keep].reset_index(drop=True)
+            if margin:
+                out[MARGIN] = trees.margin(pdf) if len(pdf) else np.empty(0)
             yield pd.concat([out, pd.DataFrame(leaves.astype(np.int32), columns=leaf_cols)], axis=1)
 
     schema = df.select(*keep).schema
+    if margin:
+        schema = schema.add(MARGIN, DoubleType())
     for c in leaf_cols:
         schema = schema.add(c, IntegerType())
     return df.select(*cols).mapInPandas(run, schema)
 
 
 def train_gbdt_lr(train: DataFrame, trees: XgbScorer, tr: TrainConfig) -> GbdtLrScorer:
-    """LR over the one-hot leaves of the first ``gbdt_lr_trees`` trees (fewer if early stopping kept fewer)."""
+    """LR over the one-hot leaves of the first ``gbdt_lr_trees`` trees (fewer if early stopping kept fewer) and the
+    whole ensemble's log-odds.
+
+    He et al. (2014) feed the leaves alone; then the LR must relearn from one-hot columns, under one L2 penalty,
+    what the boosting had fitted, and on bench-quality it came out worse than the trees it was built on. With the
+    ensemble's margin as an input, the LR starts from the trees' own prediction (a weight near 1) and the leaves
+    only correct it where the train rows say so: no worse than the trees unless the corrections overfit.
+    """
     n_trees = min(tr.gbdt_lr_trees, trees.booster().num_boosted_rounds())
-    leaves = with_leaves(train, trees, n_trees, [tr.label_col])
-    linear = _fit(leaves, tr.label_col, (), tuple(f"leaf_{t}" for t in range(n_trees)), tr, standardization=False)[0]
-    return GbdtLrScorer(trees, n_trees, linear)
+    leaves = with_leaves(train, trees, n_trees, [tr.label_col], margin=True)
+    linear = _fit(leaves, tr.label_col, (MARGIN,), tuple(f"leaf_{t}" for t in range(n_trees)), tr,
+                  standardization=False)[0]
+    return GbdtLrScorer(trees, n_trees, linear, with_margin=True)

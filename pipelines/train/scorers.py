@@ -45,6 +45,10 @@ class XgbScorer:
     def predict_raw(self, pdf: pd.DataFrame) -> np.ndarray:
         return self.booster().predict(self.dmatrix(pdf)).astype(np.float64)
 
+    def margin(self, pdf: pd.DataFrame) -> np.ndarray:
+        """The ensemble's log-odds (what ``predict_raw`` squashes)."""
+        return self.booster().predict(self.dmatrix(pdf), output_margin=True).astype(np.float64)
+
     def leaves(self, pdf: pd.DataFrame, trees: int) -> np.ndarray:
         """Leaf node id per row and tree, for the first ``trees`` trees."""
         out = self.booster().predict(self.dmatrix(pdf), pred_leaf=True, iteration_range=(0, trees))
@@ -108,10 +112,12 @@ class LrScorer:
 
 @dataclass
 class GbdtLrScorer:
-    """He et al. (2014): the trees' leaves, one-hot, into a logistic regression."""
+    """He et al. (2014): the trees' leaves, one-hot, into a logistic regression; with ``with_margin`` the whole
+    ensemble's log-odds is the LR's one numeric input beside them (pipelines/train/linear.train_gbdt_lr)."""
     trees: XgbScorer
     n_trees: int
-    linear: OneHotLinear        # numeric = (); one one-hot table per tree
+    linear: OneHotLinear        # numeric = () or ("gbdt_margin",); one one-hot table per tree
+    with_margin: bool = False   # False: models logged before the margin input
 
     @property
     def features(self) -> FeatureSet:
@@ -119,7 +125,8 @@ class GbdtLrScorer:
 
     def predict_raw(self, pdf: pd.DataFrame) -> np.ndarray:
         leaves = self.trees.leaves(pdf, self.n_trees)
-        return _sigmoid(self.linear.logit(np.empty((len(pdf), 0)), leaves))
+        num = self.trees.margin(pdf).reshape(-1, 1) if self.with_margin else np.empty((len(pdf), 0))
+        return _sigmoid(self.linear.logit(num, leaves))
 
 
 @dataclass
