@@ -1,6 +1,6 @@
 """Raw landing lines -> typed bronze rows, or a quarantine reason.
 
-One JSON parse per line (the line wrapped as ``{"v":<line>,"<sentinel>":1}``,
+One JSON parse per line (the line wrapped as ``{"v":<line>,"<sentinel>":{}}``,
 into map<string,string> for ``v``, which keeps every key, known or not; only a
 line whose wrapped form does not parse is parsed a second time, alone, to tell
 "more after the object" from "not JSON"); types are then checked on the raw
@@ -48,23 +48,26 @@ def without_bom(value: Column) -> Column:
 
 # Spark's JSON reader stops after the first value and ignores what follows, so
 # '{"id":"a"}{"id":"b"}' (two records without a newline) would parse as one.
-# Wrapping the line as '{"v":<line>,"<sentinel>":1}' makes trailing content a
-# syntax error; a line that itself holds the sentinel could forge the ending.
+# Wrapping the line as '{"v":<line>,"<sentinel>":{}}' makes trailing content a
+# syntax error, or an extra key of the wrapper ('{"id":"a"},"b":{}'); a line that
+# itself holds the sentinel could forge the ending.
 LINE_END_SENTINEL = "__ctr_line_end__"
 
 
 def wrapped_parse(value: Column) -> Column:
-    """struct<v: the line as map<string,string>, sentinel: 1> of the wrapped line; the sentinel is null when the
-    wrapped line is not JSON (trailing content, or no JSON at all), ``v`` null when the line is not an object."""
-    return F.from_json(F.concat(F.lit('{"v":'), without_bom(value), F.lit(f',"{LINE_END_SENTINEL}":1}}')),
-                       f"struct<v: map<string,string>, {LINE_END_SENTINEL}: int>")
+    """The wrapped line as map<string, map<string,string>>: exactly the keys ``v`` (the line as a map) and the
+    sentinel when the line is one JSON object and nothing else; null or other keys otherwise."""
+    return F.from_json(F.concat(F.lit('{"v":'), without_bom(value), F.lit(f',"{LINE_END_SENTINEL}":{{}}}}')),
+                       "map<string,map<string,string>>")
 
 
 def one_parse(value: Column, wrapped: Column) -> tuple[Column, Column]:
     """(the line as map<string,string> or null, whether the line holds more than one JSON value) from the wrapped
-    parse; the line is parsed alone only where the wrapped form did not parse (the rare broken line)."""
-    ended = wrapped[LINE_END_SENTINEL].isNotNull()
-    parsed = F.when(ended, wrapped["v"]).otherwise(parsed_map(value))
+    parse; the line is parsed alone only where the wrapped form is not one object and the sentinel (the rare
+    broken line)."""
+    ended = (F.coalesce(F.size(wrapped), F.lit(0)) == 2) & F.element_at(wrapped, F.lit(LINE_END_SENTINEL)).isNotNull()
+    whole = ended & F.element_at(wrapped, F.lit("v")).isNotNull()
+    parsed = F.when(whole, F.element_at(wrapped, F.lit("v"))).otherwise(parsed_map(value))
     return parsed, ~ended | (F.instr(value, LINE_END_SENTINEL) > 0)
 
 

@@ -39,6 +39,11 @@ def reasons(spark, cfg, lines, spec=IMPRESSIONS):
     (GOOD + "," + GOOD.replace('"i1"', '"i2"'), "invalid_json", "more after the JSON object"),
     (GOOD + " x", "invalid_json", "more after the JSON object"),
     (GOOD + '},"__ctr_line_end__":1}', "invalid_json", "more after the JSON object"),
+    (GOOD + '},"__ctr_line_end__":{}}', "invalid_json", "more after the JSON object"),
+    # what would continue the wrapper's object: a key after the record
+    (GOOD + ',"b":2', "invalid_json", "more after the JSON object"),
+    (GOOD + ',"b":{"c":"1"}', "invalid_json", "more after the JSON object"),
+    (GOOD + ',"v":{"c":"1"}', "invalid_json", "more after the JSON object"),
     (GOOD.replace('"user_id":"u1",', ""), "missing_field", "user_id"),
     (GOOD.replace('"impression_id":"i1"', '"impression_id":""'), "missing_field", "impression_id"),
     (GOOD.replace('"impression_id":"i1"', '"impression_id":null'), "missing_field", "impression_id"),
