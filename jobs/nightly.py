@@ -3,7 +3,6 @@
     spark-submit jobs/nightly.py --date YYYY-MM-DD --landing URI --warehouse URI
     spark-submit jobs/nightly.py --start YYYY-MM-DD --end YYYY-MM-DD ...   # a range of nights, in order
 
-
 Stages: ingest (landing -> bronze + quarantine, retention), silver (duplicates,
 bots, attribution with late data and orphan retries, viewability, closing the
 day whose labels matured), gold (that day's partial aggregates and the feature

@@ -155,6 +155,7 @@ def test_a_range_killed_inside_a_stage_resumes_at_that_night(spark, tmp_path, mo
     (["--start", "2025-03-01"], "--start needs --end (or --days)"),
     ([], "give --date=YYYY-MM-DD, or --start=YYYY-MM-DD and --end=YYYY-MM-DD"),
     (["--start", "2025-03-01", "--days", "0"], "days must be a whole number from 1 to 3660"),
+    (["--start", "2025-03-01", "--end", "2025-03-03", "--days", "3"], "give --end or --days, not both"),
 ])
 def test_a_bad_range_exits_2_before_spark(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(nightly, "get_spark", lambda *a, **k: pytest.fail("Spark started"))

@@ -77,6 +77,8 @@ def chosen_days(day: date | None, start: date | None, end: date | None, days: st
         return [day]
     if not start:
         raise ValueError("give DATE=YYYY-MM-DD, or START=YYYY-MM-DD and END=YYYY-MM-DD")
+    if days and end:
+        raise ValueError("give END or --days, not both")
     if days:
         if not re.fullmatch(r"[0-9]{1,5}", days) or not 1 <= int(days) <= MAX_DAYS:
             raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS}")
