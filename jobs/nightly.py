@@ -33,7 +33,7 @@ import logging
 import sys
 import time
 
-from jobs.runtime.cli import EXIT_RUNTIME, UsageError, base_parser, chosen_days, parse_date, run_main
+from jobs.runtime.cli import EXIT_RUNTIME, FLAG_NAMES, UsageError, base_parser, chosen_days, parse_date, run_main
 from jobs.runtime.spark import get_spark
 from jobs.stages.nightly import resume_point, run_nightly
 from pipelines.config import AppConfig
@@ -53,10 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(args, cfg: AppConfig) -> int:
         try:
-            days = chosen_days(args.date, args.start, args.end, args.days)
+            days = chosen_days(args.date, args.start, args.end, args.days, FLAG_NAMES)
         except ValueError as err:
-            raise UsageError(str(err).replace("DATE", "--date").replace("START", "--start")
-                             .replace("END", "--end")) from None
+            raise UsageError(str(err)) from None
         spark = get_spark(cfg.spark, args.master)
         days = resume_point(spark, cfg, days) if len(days) > 1 else days
         done: list[str] = []

@@ -63,11 +63,11 @@ def wrapped_parse(value: Column) -> Column:
 
 def one_parse(value: Column, wrapped: Column) -> tuple[Column, Column]:
     """(the line as map<string,string> or null, whether the line holds more than one JSON value) from the wrapped
-    parse; the line is parsed alone only where the wrapped form is not one object and the sentinel (the rare
-    broken line)."""
+    parse; the line is parsed alone only where the wrapper does not hold exactly ``v`` and the sentinel (the
+    rare broken line)."""
     ended = (F.coalesce(F.size(wrapped), F.lit(0)) == 2) & F.element_at(wrapped, F.lit(LINE_END_SENTINEL)).isNotNull()
-    whole = ended & F.element_at(wrapped, F.lit("v")).isNotNull()
-    parsed = F.when(whole, F.element_at(wrapped, F.lit("v"))).otherwise(parsed_map(value))
+    # ended with a null v: the line is JSON null, which parses alone to null too
+    parsed = F.when(ended, F.element_at(wrapped, F.lit("v"))).otherwise(parsed_map(value))
     return parsed, ~ended | (F.instr(value, LINE_END_SENTINEL) > 0)
 
 

@@ -59,33 +59,40 @@ def parse_date(text: str) -> date:
     return value
 
 
-def day_range(start: date, end: date) -> list[date]:
+# the words a range error uses: make backfill's variables (jobs/dates.py), or the nightly job's flags
+MAKE_NAMES = {"date": "DATE", "start": "START", "end": "END", "days": "--days"}
+FLAG_NAMES = {"date": "--date", "start": "--start", "end": "--end", "days": "--days"}
+
+
+def day_range(start: date, end: date, names: dict[str, str] = MAKE_NAMES) -> list[date]:
     """Every day from ``start`` to ``end``, both included; ValueError for a reversed or implausibly long range."""
     if end < start:
-        raise ValueError(f"END {end} is before START {start}")
+        raise ValueError(f"{names['end']} {end} is before {names['start']} {start}")
     if (end - start).days >= MAX_DAYS:
         raise ValueError(f"a range of more than {MAX_DAYS} days is surely a typo")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def chosen_days(day: date | None, start: date | None, end: date | None, days: str | None = None) -> list[date]:
+def chosen_days(day: date | None, start: date | None, end: date | None, days: str | None = None,
+                names: dict[str, str] = MAKE_NAMES) -> list[date]:
     """The nights one run covers: ``day`` alone, or ``start`` .. ``end`` (or ``days`` long); ValueError
-    naming what to give when the combination is wrong."""
+    naming what to give when the combination is wrong, in ``names``' words (make's variables or the job's flags)."""
+    n = names
     if day and (start or end or days):
-        raise ValueError("give DATE, or START and END, not both")
+        raise ValueError(f"give {n['date']}, or {n['start']} and {n['end']}, not both")
     if day:
         return [day]
     if not start:
-        raise ValueError("give DATE=YYYY-MM-DD, or START=YYYY-MM-DD and END=YYYY-MM-DD")
+        raise ValueError(f"give {n['date']}=YYYY-MM-DD, or {n['start']}=YYYY-MM-DD and {n['end']}=YYYY-MM-DD")
     if days and end:
-        raise ValueError("give END or --days, not both")
+        raise ValueError(f"give {n['end']} or {n['days']}, not both")
     if days:
         if not re.fullmatch(r"[0-9]{1,5}", days) or not 1 <= int(days) <= MAX_DAYS:
             raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS}")
         end = start + timedelta(days=int(days) - 1)
     elif not end:
-        raise ValueError("START needs END (or --days)")
-    return day_range(start, end)
+        raise ValueError(f"{n['start']} needs {n['end']} (or {n['days']})")
+    return day_range(start, end, names)
 
 
 def check_storage_uri(text: str, what: str) -> str:
