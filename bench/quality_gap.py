@@ -19,6 +19,14 @@ landed truth and stops if one differs), then on the bench's training set:
 3. **Candidate feature**: the same model plus the train days' click rate of each
    (publisher category, ad category) pair (from the train split only), the one cross the
    gold features lack.
+4. **Ceiling of the user's history**: what a learner that knows the click model and every
+   term but the user's exactly reaches (a) knowing nothing of the user and (b) inferring each
+   user's bias and favourite category from that user's outcomes on the days the test day's
+   feature snapshot covers (event days before test day - ``training_set.snapshot_lag_days``;
+   the generator's true outcomes, a little more than gold counts: the Bayesian posterior under
+   the generator's own priors). (b) bounds what per-user history features can add; (a) against
+   the trained model is roughly what the trainer and the non-user features lose (expected
+   loss here, sampled labels for the model, so up to the test day's sampling noise).
 
 Writes bench/results/quality-gap-<time>.md and prints it. Only for logs of this project's
 generator (the hidden terms exist nowhere else); uses about 6 GB of memory at the defaults.
@@ -26,6 +34,7 @@ generator (the hidden terms exist nowhere else); uses about 6 GB of memory at th
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -60,12 +69,13 @@ def export(root: Path, args: argparse.Namespace, out: Path, tr) -> Vocabulary:
     users = dims.users(spark, g, max(10, math.ceil(g.impressions_per_day / dims.expected_user_activity(g))))
     seg_aff, pub_aff = dims.affinities(spark, g)
     imp = events.impressions(users, dims.days(spark, g), dims.ads(spark, g), dims.publishers(spark, g),
-                             seg_aff, pub_aff, g)
+                             seg_aff, pub_aff, g).persist()
     hidden = imp.select("impression_id", F.col("p_click").alias("p_regenerated"), "user_bias", "ad_bias", "pub_bias",
                         (F.col("ad_category") == F.col("favourite_category")).cast("int").alias("fav"),
                         F.coalesce("aff_seg", F.lit(0.0)).alias("aff_seg"),
                         F.coalesce("aff_pub", F.lit(0.0)).alias("aff_pub"), "prior_exposures",
-                        F.col("creative_type").alias("h_creative_type"), "in_view_ms")
+                        F.col("creative_type").alias("h_creative_type"), F.col("ad_category").alias("h_ad_category"),
+                        "in_view_ms")
     ts = spark.read.format("delta").load(str(root / "warehouse" / "gold" / "training_set"))
     truth = spark.read.format("delta").load(str(root / "landing" / "_truth" / "ground_truth"))
     joined = (ts.join(truth.select("impression_id", "p_click"), "impression_id", "left")
@@ -77,6 +87,13 @@ def export(root: Path, args: argparse.Namespace, out: Path, tr) -> Vocabulary:
         raise SystemExit(f"error: {n_bad} training rows do not match the regenerated world: run with the "
                          f"--days/--impressions/--seed of the bench-quality run under {root}")
     joined.write.mode("overwrite").parquet(str(out))
+    # Every clean impression's outcome and its log-odds without the user's terms: the user history (section 4).
+    user_terms = F.col("user_bias") + F.when(F.col("ad_category") == F.col("favourite_category"),
+                                             events.FAVOURITE_CATEGORY).otherwise(0.0)
+    imp.select("user_id", "ad_category", F.to_date("event_ts").alias("event_date"),
+               F.col("clicked").cast("int").alias("clicked"),
+               (F.log(F.col("p_click") / (1 - F.col("p_click"))) - user_terms).alias("z_no_user")
+               ).write.mode("overwrite").parquet(str(out) + ".history")
     categorical = tuple(c for c in ts.columns if c.startswith(tr.categorical_prefix))
     vocab = encoding.fit(ts.where(F.col(tr.split_col) == "train"), categorical, tr.min_category_count,
                          tr.max_categories)
@@ -120,6 +137,86 @@ def decomposition(test: pd.DataFrame) -> list[tuple[str, float, float]]:
         loss = unknown(term, rng.choice(term, 64))
         out.append((name, loss / base, (loss - bayes) / (base - bayes)))
     return out
+
+
+def user_ceiling(test: pd.DataFrame, history: pd.DataFrame, lag_days: int) -> list[tuple[str, float, float]]:
+    """(learner, NE, share) on the test day's covered rows, expected log loss from the true probabilities.
+
+    ``test``: the exported test rows (p_click, user_bias, fav, h_ad_category, user_id, event_date);
+    ``history``: every clean impression (user_id, ad_category, event_date, clicked, z_no_user).
+    The user's terms are b ~ normal(0, USER_BIAS_SD) plus FAVOURITE_CATEGORY when the ad's category is
+    the user's favourite, one of the categories uniformly: the posterior over (b on a grid, favourite)
+    from the user's outcomes on the days the test day's snapshot holds.
+    """
+    from jobs.dev.generator.dims import AD_CATEGORIES, USER_BIAS_SD
+    from jobs.dev.generator.events import FAVOURITE_CATEGORY
+
+    test = test[test["p_click"].notna()]
+    p = test["p_click"].to_numpy()
+
+    def xent(q: np.ndarray) -> float:
+        q = np.clip(q, 1e-9, 1 - 1e-9)
+        return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+
+    base, bayes = xent(np.full_like(p, p.mean())), xent(p)
+    k = len(AD_CATEGORIES)
+    cat_index = {c: i for i, c in enumerate(AD_CATEGORIES)}
+    # A fine grid over +-4.5 sd: a heavy user's posterior is narrow (sd ~0.07), Gauss-Hermite nodes too far apart.
+    nodes = np.linspace(-4.5, 4.5, 81)
+    grid, weights = USER_BIAS_SD * nodes, np.exp(-nodes ** 2 / 2) / np.exp(-nodes ** 2 / 2).sum()
+    z = np.log(p / (1 - p)) - test["user_bias"].to_numpy() - FAVOURITE_CATEGORY * test["fav"].to_numpy()
+    fav_t = np.array([[cat_index.get(c, -1) == i for i in range(k)] for c in test["h_ad_category"]])
+
+    def predictive(prob_fav: np.ndarray, bias_weights: np.ndarray) -> np.ndarray:
+        """P(click) given, per row, P(favourite is this ad's category) and the bias weights given each case."""
+        zz = z[:, None] + grid[None, :]
+        return (prob_fav * np.sum(bias_weights[0] * sigmoid(zz + FAVOURITE_CATEGORY), axis=1)
+                + (1 - prob_fav) * np.sum(bias_weights[1] * sigmoid(zz), axis=1))
+
+    prior_w = np.broadcast_to(weights, (2, len(test), len(grid)))
+    out = [("knows every term but the user's; nothing of the user",
+            *_ne_share(xent(predictive(np.full(len(test), 1 / k), prior_w)), base, bayes))]
+    test_day = test["event_date"].max()
+    if test["event_date"].nunique() != 1:
+        raise SystemExit("error: the user-history ceiling needs a training set with one test day")
+    h = history[pd.to_datetime(history["event_date"]) < pd.Timestamp(test_day) - pd.Timedelta(days=lag_days)]
+    h = h[h["user_id"].isin(set(test["user_id"]))]
+    y = h["clicked"].to_numpy()[:, None]
+    zh = h["z_no_user"].to_numpy()[:, None] + grid[None, :]
+
+    def loglik(zz: np.ndarray) -> np.ndarray:
+        q = np.clip(sigmoid(zz), 1e-12, 1 - 1e-12)
+        return y * np.log(q) + (1 - y) * np.log(1 - q)
+
+    l_other, l_fav = loglik(zh), loglik(zh + FAVOURITE_CATEGORY)
+    users, u_idx = np.unique(h["user_id"].to_numpy(), return_inverse=True)
+    c_idx = h["ad_category"].map(cat_index).to_numpy()
+    # log P(history | b, favourite f) = sum over rows of l_other + sum over rows of category f of (l_fav - l_other)
+    post = np.zeros((len(users), len(grid)))
+    np.add.at(post, u_idx, l_other)
+    post = post[:, None, :] + np.zeros((1, k, 1))
+    np.add.at(post, (u_idx, c_idx), l_fav - l_other)
+    post += np.log(weights)[None, None, :]
+    post = np.exp(post - post.max(axis=(1, 2), keepdims=True))
+    post /= post.sum(axis=(1, 2), keepdims=True)
+    row = pd.Series(np.arange(len(users)), index=users).reindex(test["user_id"]).to_numpy()
+    seen = ~np.isnan(row)
+    joint = np.broadcast_to(weights / k, (len(test), k, len(grid))).copy()
+    joint[seen] = post[row[seen].astype(int)]
+    on_cat = (joint * fav_t[:, :, None]).sum(axis=1)          # P(b, favourite = this ad's category)
+    off_cat = joint.sum(axis=1) - on_cat
+    prob_fav = on_cat.sum(axis=1)
+    bias_w = np.stack([on_cat / np.maximum(prob_fav, 1e-300)[:, None],
+                       off_cat / np.maximum(1 - prob_fav, 1e-300)[:, None]])
+    out.append((f"+ each user's bias and favourite inferred from the user's clicks before "
+                f"{(pd.Timestamp(test_day) - pd.Timedelta(days=lag_days)).date()} ({seen.mean():.0%} of test rows' "
+                f"users have some)", *_ne_share(xent(predictive(prob_fav, bias_w)), base, bayes)))
+    out.append(("+ each user's true bias and favourite (Bayes)", bayes / base, 1.0))
+    return out
+
+
+def _ne_share(loss: float, base: float, bayes: float) -> tuple[float, float]:
+    return loss / base, (base - loss) / (base - bayes)
 
 
 def oracle_runs(df: pd.DataFrame, tr, vocab: Vocabulary) -> list[tuple[str, float, float, float]]:
@@ -199,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
              "## What each hidden term is worth (test day, expected log loss from the true probabilities)", "",
              "| unknown term | NE | share of the achievable reduction it is worth |", "|---|---:|---:|"]
     lines += [f"| {n} | {ne:.4f} | {s:.3f} |" for n, ne, s in decomposition(test)]
+    manifest = root / "warehouse" / "gold" / "training_set.json"
+    lag = (json.loads(manifest.read_text())["snapshot_lag_days"] if manifest.is_file()
+           else load_config("local", [BENCH_CONF]).training_set.snapshot_lag_days)
+    lines += ["", "## Ceiling of the user's history (test day, expected log loss from the true probabilities)", "",
+              "| learner | NE | share of achievable reduction |", "|---|---:|---:|"]
+    lines += [f"| {n} | {ne:.4f} | {s:.3f} |" for n, ne, s in
+              user_ceiling(test, pd.read_parquet(str(out) + ".history"), lag)]
     lines += ["", "## Single-process LightGBM with true terms added (test day)", "",
               "| features | NE | share of achievable reduction | calibration against the truth |",
               "|---|---:|---:|---:|"]

@@ -199,6 +199,9 @@ class AppConfig:
     monitoring: MonitoringConfig = MonitoringConfig()
 
 
+CALIBRATION_METHODS = ("platt", "isotonic", "none")   # train.calibration (pipelines/train/calibration.py)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Model training on any training-set table (see README "Training")."""
@@ -237,6 +240,7 @@ class TrainConfig:
     lgbm_time_out_minutes: int
     lgbm_max_valid_rows: int        # validation rows every LightGBM worker holds for early stopping
     eval_max_rows: int              # test rows collected for metrics (whole users sampled beyond it)
+    calibration: str                # the map fitted on the validation days: platt | isotonic | none
     calibration_tolerance: float    # champion gate: |predicted/actual - 1| allowed
     first_calibration_tolerance: float   # the first model (no champion yet): |predicted/actual - 1| allowed
     registered_model: str

@@ -9,7 +9,7 @@ from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from pipelines.train import metrics as m
-from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
+from pipelines.train.calibration import Calibrator, fit_calibrator, fit_isotonic, fit_platt, undo_downsampling
 from pipelines.train.gate import champion_not_scored, contender, decide_promotion
 
 Y = np.array([0, 0, 1, 1])
@@ -51,6 +51,43 @@ def test_isotonic_on_spark_matches_pool_adjacent_violators(spark):
     assert smoothed(np.array([0.1, 0.25, 0.4])) == pytest.approx([0.1 / 2, (1 + 0.25) / 3, (1 + 0.4) / 2])
     # With w < 1 the knots sit at corrected scores: q(0.5, w=0.5) = 1/3.
     assert fit_isotonic(df, "p", "label", 0.5).knots_x[0] == pytest.approx(0.1 / (0.1 + 0.9 / 0.5))
+
+
+def test_platt_on_spark_matches_a_logistic_fit_on_the_log_odds(spark):
+    # Labels drawn from sigmoid(2 * logit(q) - 1): the fitted slope and intercept are the
+    # maximum-likelihood ones, which sklearn's unpenalised logistic regression finds too.
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    q = rng.uniform(0.01, 0.5, 4000)
+    z = np.log(q / (1 - q))
+    y = (rng.uniform(size=q.size) < 1 / (1 + np.exp(-(2 * z - 1)))).astype(int)
+    df = spark.createDataFrame([(float(a), int(b)) for a, b in zip(q, y)], "p double, label int")
+    cal = fit_platt(df, "p", "label", 1.0)
+    ref = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(z[:, None], y)
+    assert cal.platt == pytest.approx((ref.coef_[0][0], ref.intercept_[0]), abs=1e-4)
+    assert cal.method == "platt"
+    assert cal(q) == pytest.approx(ref.predict_proba(z[:, None])[:, 1], abs=1e-5)
+    # With w < 1 the fit is on the corrected score: the same labels on scores inflated by
+    # downsampling at w = 0.5 give the same map of the corrected score.
+    inflated = q / (q + (1 - q) * 0.5)
+    df_w = spark.createDataFrame([(float(a), int(b)) for a, b in zip(inflated, y)], "p double, label int")
+    assert fit_platt(df_w, "p", "label", 0.5).platt == pytest.approx(cal.platt, abs=1e-4)
+
+
+def test_calibration_methods_and_an_older_pickled_calibrator(spark):
+    import pickle
+
+    df = spark.createDataFrame([(0.1, 0), (0.2, 1), (0.3, 0), (0.4, 1)], "p double, label int")
+    assert fit_calibrator("none", df, "p", "label", 0.5) == Calibrator(0.5)
+    assert fit_calibrator("isotonic", df, "p", "label", 1.0).method == "isotonic"
+    with pytest.raises(ValueError, match="one of platt, isotonic, none"):
+        fit_calibrator("sigmoid", df, "p", "label", 1.0)
+    # A calibrator pickled before the Platt field existed (no 'platt' in its state) still applies its knots.
+    old = Calibrator(1.0, (0.1, 0.3), (0.0, 0.2))
+    state = pickle.dumps(old).replace(b"platt", b"plaXX")
+    restored = pickle.loads(state)
+    assert restored(np.array([0.2])) == pytest.approx([0.1]) and restored.method == "isotonic"
 
 
 def test_log_loss_and_entropy_by_hand():

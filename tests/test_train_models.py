@@ -156,6 +156,7 @@ def test_lightgbm_splits_by_category_only_the_columns_with_few_values(tr):
     ("train:\n  learning_rat: 0.1\n", "did you mean 'learning_rate'"),
     ("train:\n  max_native_categories: -1\n", "train.max_native_categories must be between 0"),
     ("train:\n  min_child_samples: 0\n", "train.min_child_samples must be between 1"),
+    ("train:\n  calibration: sigmoid\n", "train.calibration must be one of platt, isotonic, none"),
 ])
 def test_bad_train_config_is_refused_before_spark(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"

@@ -21,6 +21,7 @@ import yaml
 
 from pipelines import declarations
 from pipelines.config import (
+    CALIBRATION_METHODS,
     AppConfig,
     CleanConfig,
     GeneratorConfig,
@@ -337,6 +338,8 @@ def _validate_train(tr: TrainConfig) -> None:
     _require(1 <= tr.lgbm_time_out_minutes <= 1440, "train.lgbm_time_out_minutes must be between 1 and 1440")
     _require(tr.lgbm_max_valid_rows >= 100 and tr.eval_max_rows >= 100,
              "train.lgbm_max_valid_rows and train.eval_max_rows must be at least 100")
+    _require(tr.calibration in CALIBRATION_METHODS,
+             f"train.calibration must be one of {', '.join(CALIBRATION_METHODS)}, got {tr.calibration!r}")
     _require(0.0 < tr.calibration_tolerance < 1.0, "train.calibration_tolerance must be in (0, 1)")
     _require(tr.calibration_tolerance <= tr.first_calibration_tolerance < 1.0,
              "train.first_calibration_tolerance must be in [train.calibration_tolerance, 1)")

@@ -18,7 +18,7 @@ from jobs.runtime import storage
 from jobs.runtime.layout import resolve_uri
 from pipelines.config import AppConfig, TrainConfig
 from pipelines.train import encoding, metrics
-from pipelines.train.calibration import Calibrator, fit_isotonic, undo_downsampling
+from pipelines.train.calibration import Calibrator, fit_calibrator, undo_downsampling
 from pipelines.train.features import FeatureSet, TableError, ablations, prepare, resolve_features
 from pipelines.train.gate import ABLATION_PREFIX, champion_not_scored, contender, decide_promotion
 from pipelines.train.lgbm_barrier import check_partitions, native_categories, train_lgbm
@@ -90,7 +90,7 @@ def fit_family(family: str, fs: FeatureSet, data: dict[str, DataFrame], valid_pd
 
 def evaluate_model(family: str, scorer: object, vocab: encoding.Vocabulary, data: dict[str, DataFrame], w: float,
                    bayes: bool, tr: TrainConfig) -> tuple[CtrModel, dict[str, float], pd.DataFrame]:
-    """Calibrate on validation days, then every metric on the test rows (calibrated ``p`` in the frame).
+    """Calibrate on validation days (train.calibration), then every metric on the test rows (calibrated ``p``).
 
     Scoring goes through the model as it will be logged: raw rows, its own vocabulary.
     """
@@ -99,7 +99,8 @@ def evaluate_model(family: str, scorer: object, vocab: encoding.Vocabulary, data
     scored = score(data["eval"], uncalibrated, "p_raw", keep, method="uncalibrated").persist(
         StorageLevel.MEMORY_AND_DISK)
     try:
-        calibrator = fit_isotonic(scored.where(F.col(tr.split_col) == "validation"), "p_raw", tr.label_col, w)
+        calibrator = fit_calibrator(tr.calibration, scored.where(F.col(tr.split_col) == "validation"), "p_raw",
+                                    tr.label_col, w)
         test = scored.where(F.col(tr.split_col) == "test").toPandas()
     finally:
         scored.unpersist()
@@ -109,6 +110,7 @@ def evaluate_model(family: str, scorer: object, vocab: encoding.Vocabulary, data
     if bayes:
         out.update(metrics.against_truth(y, test["p"].to_numpy(), test["p_click"].to_numpy()))
     corrected = undo_downsampling(test["p_raw"].to_numpy(), w)
+    # Before the calibration map (train.calibration); the names predate the choice of map.
     out["calibration_before_isotonic"] = metrics.overall_calibration(y, corrected)
     out["ne_before_isotonic"] = metrics.normalized_entropy(y, corrected)
     return CtrModel(family, scorer, calibrator, vocab), out, test.rename(columns={tr.label_col: "label"})

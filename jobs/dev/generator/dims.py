@@ -15,6 +15,7 @@ from pipelines.config import GeneratorConfig
 
 SEGMENTS = ["sports_fans", "tech_enthusiasts", "travelers", "parents", "gamers", "shoppers",
             "finance_savvy", "foodies"]
+USER_BIAS_SD = 0.35   # the hidden per-user log-odds shift: normal(0, this)
 AD_CATEGORIES = ["auto", "finance", "travel", "retail", "gaming", "food", "tech", "health", "fashion", "sports"]
 PUB_CATEGORIES = ["news", "sports", "entertainment", "tech", "lifestyle", "finance", "gaming", "travel"]
 DEVICES = ["mobile", "desktop", "tablet", "ctv", "other"]
@@ -83,7 +84,7 @@ def users(spark: SparkSession, cfg: GeneratorConfig, n_users: int) -> DataFrame:
         (F.lit(cfg.start_date).cast("timestamp")
          - F.make_interval(days=F.floor(uniform(s, "created", uid) * 900).cast("int"))).alias("created_at"),
         activity.alias("activity"),
-        (0.35 * normal(s, "ubias", uid)).alias("user_bias"),
+        (USER_BIAS_SD * normal(s, "ubias", uid)).alias("user_bias"),
         user_agent_for(device, (F.floor(uniform(s, "uav", uid) * 8) + 116).cast("string")).alias("user_agent"),
         ip_for(s, uid).alias("ip"),
     )
