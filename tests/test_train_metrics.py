@@ -81,6 +81,9 @@ def test_calibration_methods_and_an_older_pickled_calibrator(spark):
     df = spark.createDataFrame([(0.1, 0), (0.2, 1), (0.3, 0), (0.4, 1)], "p double, label int")
     assert fit_calibrator("none", df, "p", "label", 0.5) == Calibrator(0.5)
     assert fit_calibrator("isotonic", df, "p", "label", 1.0).method == "isotonic"
+    # No click among the validation rows: no map to fit, the probabilities pass through.
+    no_clicks = spark.createDataFrame([(0.1, 0), (0.2, 0), (0.3, 0)], "p double, label int")
+    assert fit_calibrator("platt", no_clicks, "p", "label", 0.5) == Calibrator(0.5)
     with pytest.raises(ValueError, match="one of platt, isotonic, none"):
         fit_calibrator("sigmoid", df, "p", "label", 1.0)
     # A calibrator pickled before the Platt field existed (no 'platt' in its state) still applies its knots.

@@ -9,6 +9,8 @@ floats, so it pickles into the logged model and applies with numpy alone.
 """
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import CALIBRATION_METHODS as METHODS
+
+log = logging.getLogger("ctr.train")
 
 
 def undo_downsampling(p: np.ndarray | Column, w: float) -> np.ndarray | Column:
@@ -81,7 +85,13 @@ def fit_platt(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: floa
     data = VectorAssembler(inputCols=["z"], outputCol="features").transform(data)
     model = LogisticRegression(featuresCol="features", labelCol="label", regParam=0.0, standardization=False,
                                maxIter=100, tol=1e-9).fit(data)
-    return Calibrator(w, platt=(float(model.coefficients[0]), float(model.intercept)))
+    slope, intercept = float(model.coefficients[0]), float(model.intercept)
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        # Validation rows of one class only (no click at all): nothing to fit a map on.
+        log.warning("Platt calibration not fitted (slope %s, intercept %s: the validation rows hold one class "
+                    "only); the model's probabilities are used as they are", slope, intercept)
+        return Calibrator(w)
+    return Calibrator(w, platt=(slope, intercept))
 
 
 def fit_isotonic(df: DataFrame, score_col: str, label_col: str, neg_keep_rate: float,
