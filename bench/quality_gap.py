@@ -29,7 +29,8 @@ landed truth and stops if one differs), then on the bench's training set:
    loss here, sampled labels for the model, so up to the test day's sampling noise).
 
 Writes bench/results/quality-gap-<time>.md and prints it. Only for logs of this project's
-generator (the hidden terms exist nowhere else); uses about 6 GB of memory at the defaults.
+generator (the hidden terms exist nowhere else); uses 6 GB of memory or more at the defaults: run it alone
+(beside a bench-quality training on this 24 GiB machine, the bench's JVM was killed for memory).
 """
 from __future__ import annotations
 
