@@ -106,14 +106,19 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def expected_xent(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean cross-entropy of predictions ``q`` against the true probabilities ``p``: log loss without sampling noise."""
+    q = np.clip(q, 1e-9, 1 - 1e-9)
+    return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+
+
 def decomposition(test: pd.DataFrame) -> list[tuple[str, float, float]]:
     """(term, NE with the term unknown, share of the achievable reduction it is worth) on the test rows."""
     p = test["p_click"].to_numpy()
     logit = np.log(p / (1 - p))
 
     def xent(q: np.ndarray) -> float:
-        q = np.clip(q, 1e-9, 1 - 1e-9)
-        return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+        return expected_xent(p, q)
 
     base, bayes = xent(np.full_like(p, p.mean())), xent(p)
     rng = np.random.default_rng(0)
@@ -154,10 +159,12 @@ def user_ceiling(test: pd.DataFrame, history: pd.DataFrame, lag_days: int) -> li
 
     test = test[test["p_click"].notna()]
     p = test["p_click"].to_numpy()
+    if test["event_date"].nunique() != 1:
+        raise SystemExit("error: the user-history ceiling needs a training set with one test day")
+    cutoff = pd.Timestamp(test["event_date"].max()) - pd.Timedelta(days=lag_days)   # the snapshot holds days before
 
     def xent(q: np.ndarray) -> float:
-        q = np.clip(q, 1e-9, 1 - 1e-9)
-        return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+        return expected_xent(p, q)
 
     base, bayes = xent(np.full_like(p, p.mean())), xent(p)
     k = len(AD_CATEGORIES)
@@ -177,10 +184,7 @@ def user_ceiling(test: pd.DataFrame, history: pd.DataFrame, lag_days: int) -> li
     prior_w = np.broadcast_to(weights, (2, len(test), len(grid)))
     out = [("knows every term but the user's; nothing of the user",
             *_ne_share(xent(predictive(np.full(len(test), 1 / k), prior_w)), base, bayes))]
-    test_day = test["event_date"].max()
-    if test["event_date"].nunique() != 1:
-        raise SystemExit("error: the user-history ceiling needs a training set with one test day")
-    h = history[pd.to_datetime(history["event_date"]) < pd.Timestamp(test_day) - pd.Timedelta(days=lag_days)]
+    h = history[pd.to_datetime(history["event_date"]) < cutoff]
     h = h[h["user_id"].isin(set(test["user_id"]))]
     y = h["clicked"].to_numpy()[:, None]
     zh = h["z_no_user"].to_numpy()[:, None] + grid[None, :]
@@ -210,7 +214,7 @@ def user_ceiling(test: pd.DataFrame, history: pd.DataFrame, lag_days: int) -> li
     bias_w = np.stack([on_cat / np.maximum(prob_fav, 1e-300)[:, None],
                        off_cat / np.maximum(1 - prob_fav, 1e-300)[:, None]])
     out.append((f"+ each user's bias and favourite inferred from the user's clicks before "
-                f"{(pd.Timestamp(test_day) - pd.Timedelta(days=lag_days)).date()} ({seen.mean():.0%} of test rows' "
+                f"{cutoff.date()} ({seen.mean():.0%} of test rows' "
                 f"users have some)", *_ne_share(xent(predictive(prob_fav, bias_w)), base, bayes)))
     out.append(("+ each user's true bias and favourite (Bayes)", bayes / base, 1.0))
     return out
